@@ -1,0 +1,33 @@
+//! Walk Linux BPF state in kernel memory.
+//!
+//! Everything here reads through [`PhysRead`], an abstract view of a machine's
+//! physical memory, and treats every byte it reads as hostile: walks are bounded,
+//! nothing is allocated, and malformed data becomes an [`Error`] that names the
+//! structure and the address, never a panic.
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unreachable,
+        clippy::todo
+    )
+)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod addr;
+pub mod error;
+pub mod phys;
+pub mod uapi;
+pub mod vmcoreinfo;
+
+pub use addr::{Kva, Pa};
+pub use error::{Error, Result};
+pub use phys::{Flat, PhysRead, PhysWrite, Region, RegionMap};

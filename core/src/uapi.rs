@@ -1,0 +1,1 @@
+//! Linux BPF uapi layouts (`include/uapi/linux/bpf.h`).
