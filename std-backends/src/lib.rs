@@ -2,3 +2,9 @@
 //! on top of [`bpfmem_core`].
 
 pub use bpfmem_core as core;
+
+pub mod error;
+#[cfg(any(feature = "core-file", feature = "ram-file"))]
+pub mod source;
+
+pub use error::{FilePart, SourceError, SourceErrorKind};

@@ -1,0 +1,250 @@
+//! Raw guest-RAM files: QEMU `memory-backend-file` (`mem-path=FILE`), VMM
+//! snapshot memory files. No headers: the caller says where each part of the
+//! file sits in physical memory.
+//!
+//! The file may be the RAM of a guest that is running: reads then see the guest's
+//! memory as it changes, possibly torn across a read.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bpfmem_core::phys::PhysRange;
+use bpfmem_core::{Pa, PhysRead, Region, RegionMap};
+use memmap2::Mmap;
+
+use crate::error::SourceError;
+
+/// A raw guest-RAM file, mapped, read as physical memory.
+pub struct RamFile {
+    path: PathBuf,
+    mem: RegionMap<Mmap, Vec<Region>>,
+}
+
+impl RamFile {
+    /// The whole file is one run of physical memory starting at `base`: file
+    /// offset `o` is physical address `base + o`. With `base` = `Pa(0)` this is
+    /// QEMU's `memory-backend-file` for a guest of up to about 3 GiB.
+    pub fn open(path: impl AsRef<Path>, base: Pa) -> Result<Self, SourceError> {
+        let path = path.as_ref();
+        let map = super::map_file(path)?;
+        let region = Region {
+            pa: base,
+            len: map.len() as u64,
+            offset: 0,
+        };
+        Self::with_map(path, map, vec![region])
+    }
+
+    /// The file holds several banks of physical memory, in any order. For an
+    /// x86 guest with more than about 3 GiB, QEMU's backend file holds low RAM
+    /// (pa 0 up to the PCI hole) and then the rest at pa 4 GiB:
+    /// `[Region { pa: Pa(0), len: low, offset: 0 },
+    ///   Region { pa: Pa(1 << 32), len: high, offset: low }]`.
+    /// The regions must lie inside the file and not overlap in physical memory.
+    pub fn open_with_regions(
+        path: impl AsRef<Path>,
+        mut regions: Vec<Region>,
+    ) -> Result<Self, SourceError> {
+        let path = path.as_ref();
+        let map = super::map_file(path)?;
+        regions.sort_unstable_by_key(|r| r.pa);
+        Self::with_map(path, map, regions)
+    }
+
+    fn with_map(path: &Path, map: Mmap, regions: Vec<Region>) -> Result<Self, SourceError> {
+        Ok(RamFile {
+            path: path.to_path_buf(),
+            mem: super::region_map(path, map, regions)?,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The length of the file in bytes, as mapped.
+    pub fn len(&self) -> u64 {
+        self.mem.bytes().len() as u64
+    }
+
+    /// Always false: an empty file cannot be opened.
+    pub fn is_empty(&self) -> bool {
+        self.mem.bytes().is_empty()
+    }
+
+    /// The physical memory the file holds, sorted by address.
+    pub fn regions(&self) -> &[Region] {
+        self.mem.regions()
+    }
+}
+
+impl PhysRead for RamFile {
+    fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> bpfmem_core::Result<()> {
+        self.mem.read_phys(pa, buf)
+    }
+
+    fn next_range(&self, from: Pa) -> Option<PhysRange> {
+        self.mem.next_range(from)
+    }
+}
+
+impl fmt::Debug for RamFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RamFile")
+            .field("path", &self.path)
+            .field("len", &self.len())
+            .field("regions", &self.regions())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::SourceErrorKind;
+    use bpfmem_core::Error;
+
+    fn ram(len: usize) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("guest.ram");
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn reads_at_base() {
+        let (_dir, path) = ram(0x3000);
+        let mem = RamFile::open(&path, Pa(0x10_0000)).unwrap();
+        assert_eq!(mem.len(), 0x3000);
+        assert!(!mem.is_empty());
+        assert_eq!(mem.path(), path);
+        assert_eq!(mem.read_u8(Pa(0x10_0000)).unwrap(), 0);
+        assert_eq!(
+            mem.read_u8(Pa(0x10_0000 + 0x1234)).unwrap(),
+            (0x1234 % 251) as u8
+        );
+        assert_eq!(
+            mem.read_u8(Pa(0xf_ffff)),
+            Err(Error::Unmapped {
+                pa: Pa(0xf_ffff),
+                len: 1
+            })
+        );
+        assert!(mem.read_u16(Pa(0x10_2fff)).is_err());
+        assert_eq!(
+            mem.next_range(Pa(0)),
+            Some(PhysRange {
+                start: Pa(0x10_0000),
+                len: 0x3000
+            })
+        );
+        assert_eq!(mem.next_range(Pa(0x10_3000)), None);
+    }
+
+    #[test]
+    fn low_and_high_banks() {
+        // Low RAM at pa 0, high RAM at 4 GiB stored right after it.
+        let (_dir, path) = ram(0x3000);
+        let high = Region {
+            pa: Pa(1 << 32),
+            len: 0x1000,
+            offset: 0x2000,
+        };
+        let low = Region {
+            pa: Pa(0),
+            len: 0x2000,
+            offset: 0,
+        };
+        let mem = RamFile::open_with_regions(&path, vec![high, low]).unwrap();
+        assert_eq!(mem.regions(), &[low, high]);
+        assert_eq!(mem.read_u8(Pa(0x1fff)).unwrap(), (0x1fff % 251) as u8);
+        assert!(mem.read_u8(Pa(0x2000)).is_err());
+        assert_eq!(mem.read_u8(Pa(1 << 32)).unwrap(), (0x2000 % 251) as u8);
+        assert_eq!(
+            mem.next_range(Pa(0x2000)),
+            Some(PhysRange {
+                start: Pa(1 << 32),
+                len: 0x1000
+            })
+        );
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        let (_dir, path) = ram(0);
+        let err = RamFile::open(&path, Pa(0)).unwrap_err();
+        assert!(matches!(err.kind(), SourceErrorKind::Empty));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("guest.ram: offset 0x0: the file is empty"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = RamFile::open(dir.path().join("nope.ram"), Pa(0)).unwrap_err();
+        assert!(matches!(err.kind(), SourceErrorKind::Io { .. }));
+        assert!(err.to_string().contains("nope.ram: cannot open: "));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn directory_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = RamFile::open(dir.path(), Pa(0)).unwrap_err();
+        assert!(matches!(err.kind(), SourceErrorKind::NotAFile), "{err}");
+    }
+
+    #[test]
+    fn region_past_the_file() {
+        let (_dir, path) = ram(0x1000);
+        let r = Region {
+            pa: Pa(1 << 32),
+            len: 0x1000,
+            offset: 0x800,
+        };
+        let err = RamFile::open_with_regions(&path, vec![r]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: offset 0x800: memory region at pa 0x100000000 (0x1000 bytes) runs past \
+                 the end of the file (0x1000 bytes)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn overlapping_regions() {
+        let (_dir, path) = ram(0x1000);
+        let a = Region {
+            pa: Pa(0),
+            len: 0x800,
+            offset: 0,
+        };
+        let b = Region {
+            pa: Pa(0x400),
+            len: 0x800,
+            offset: 0x400,
+        };
+        let err = RamFile::open_with_regions(&path, vec![a, b]).unwrap_err();
+        assert!(matches!(err.kind(), SourceErrorKind::BadRegions(_)));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("guest.ram: offset 0x400: bad memory regions: malformed memory region list at pa 0x400"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn base_plus_length_wraps() {
+        let (_dir, path) = ram(0x1000);
+        let err = RamFile::open(&path, Pa(u64::MAX - 0x10)).unwrap_err();
+        assert!(matches!(err.kind(), SourceErrorKind::BadRegions(_)));
+        assert!(err.to_string().contains("guest.ram: offset 0x0: "), "{err}");
+    }
+}
