@@ -100,7 +100,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Error::Unmapped { pa, len } => {
-                write!(f, "read of {len} bytes at {pa} is outside the memory source")
+                write!(
+                    f,
+                    "read of {len} bytes at {pa} is outside the memory source"
+                )
             }
             Error::WriteFailed { pa, len } => write!(f, "write of {len} bytes at {pa} refused"),
             Error::Malformed { what, at } => write!(f, "malformed {what} at {at}"),
@@ -134,6 +137,9 @@ mod tests {
             "read of 8 bytes at pa 0x20000000 is outside the memory source"
         );
         let e = Error::limit("hash chain", Location::None, 64);
-        assert_eq!(e.to_string(), "hash chain at no address exceeds the limit of 64");
+        assert_eq!(
+            e.to_string(),
+            "hash chain at no address exceeds the limit of 64"
+        );
     }
 }

@@ -4,7 +4,11 @@
 pub use bpfmem_core as core;
 
 pub mod error;
+#[cfg(all(feature = "core-file", feature = "ram-file"))]
+pub mod image;
 #[cfg(any(feature = "core-file", feature = "ram-file"))]
 pub mod source;
 
 pub use error::{FilePart, SourceError, SourceErrorKind};
+#[cfg(all(feature = "core-file", feature = "ram-file"))]
+pub use image::{Image, VmcoreinfoOrigin};

@@ -1,0 +1,299 @@
+//! Raw `bpf(2)` and the arena mapping: the agent's only unsafe code besides the
+//! debugcon port writes.
+
+use std::ffi::c_void;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use bpfmem_core::uapi::{
+    percpu_value_size, BpfMapInfo, GetIdAttr, InfoByFdAttr, MapCreateAttr, MapElemAttr, MapType,
+    BPF_MAP_CREATE, BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_NEXT_KEY,
+    BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_OBJ_GET_INFO_BY_FD,
+};
+use bpfmem_guest_agent::plan::PAGE_SIZE;
+use zerocopy::{Immutable, IntoBytes};
+
+/// `bpf(cmd, attr, sizeof(*attr))`.
+///
+/// # Safety
+/// Every user address inside `attr` must point to memory that is valid for the
+/// reads and writes `cmd` makes through it (sizes as the kernel computes them
+/// for the map involved).
+unsafe fn sys_bpf<T: IntoBytes + Immutable>(cmd: u32, attr: &mut T) -> io::Result<libc::c_long> {
+    let size = libc::c_uint::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    // SAFETY: `attr` is a live, exclusively borrowed `T` of `size` bytes, which is
+    // all the kernel reads or writes of it; the caller vouches for the addresses
+    // inside it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            libc::c_long::from(cmd),
+            std::ptr::from_mut(attr).cast::<c_void>(),
+            size,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Wrap a descriptor `bpf(2)` just returned.
+fn owned_fd(ret: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = libc::c_int::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just created `fd` for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn raw_fd_u32(fd: &OwnedFd) -> u32 {
+    // Descriptors are never negative.
+    u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX)
+}
+
+/// The number of value bytes a syscall lookup or update of this map copies
+/// (`bpf_map_value_size()`, kernel/bpf/syscall.c): `round_up(value_size, 8)`
+/// per possible CPU for per-CPU maps, a `u32` id or fd for fd-holding maps,
+/// else `value_size`.
+pub fn syscall_value_size(info: &BpfMapInfo, nr_cpus: u32) -> Option<usize> {
+    let size = match MapType(info.r#type) {
+        t if t.is_percpu() => percpu_value_size(info.value_size)?.checked_mul(nr_cpus)?,
+        MapType::PROG_ARRAY
+        | MapType::PERF_EVENT_ARRAY
+        | MapType::CGROUP_ARRAY
+        | MapType::ARRAY_OF_MAPS
+        | MapType::HASH_OF_MAPS => 4,
+        _ => info.value_size,
+    };
+    usize::try_from(size).ok()
+}
+
+/// A map descriptor with the buffer sizes its element commands need.
+pub struct Map {
+    fd: OwnedFd,
+    key_size: usize,
+    value_buf: usize,
+}
+
+impl Map {
+    /// `info` must describe the map behind `fd`; `nr_cpus` is the number of
+    /// possible CPUs (`num_possible_cpus()` in the kernel).
+    pub fn new(fd: OwnedFd, info: &BpfMapInfo, nr_cpus: u32) -> io::Result<Self> {
+        let key_size = usize::try_from(info.key_size).map_err(|_| einval())?;
+        let value_buf = syscall_value_size(info, nr_cpus).ok_or_else(einval)?;
+        Ok(Self {
+            fd,
+            key_size,
+            value_buf,
+        })
+    }
+
+    /// The descriptor alone.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Key size in bytes.
+    pub fn key_size(&self) -> usize {
+        self.key_size
+    }
+
+    /// Value bytes [`Map::lookup`] and [`Map::update`] copy; their buffers must
+    /// be at least this long.
+    pub fn value_buf(&self) -> usize {
+        self.value_buf
+    }
+
+    /// `BPF_MAP_UPDATE_ELEM`.
+    pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> io::Result<()> {
+        if key.len() != self.key_size || value.len() < self.value_buf {
+            return Err(einval());
+        }
+        let mut attr = MapElemAttr {
+            map_fd: raw_fd_u32(&self.fd),
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            flags,
+            ..MapElemAttr::default()
+        };
+        // SAFETY: the kernel reads `key_size` bytes of key and `value_buf` bytes
+        // of value; the slices are at least that long.
+        unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+    }
+
+    /// `BPF_MAP_LOOKUP_ELEM`; `Ok(false)` if the key is not there.
+    pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+        if key.len() != self.key_size || value.len() < self.value_buf {
+            return Err(einval());
+        }
+        let mut attr = MapElemAttr {
+            map_fd: raw_fd_u32(&self.fd),
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            ..MapElemAttr::default()
+        };
+        // SAFETY: the kernel reads `key_size` bytes of key and writes
+        // `value_buf` bytes of value (`bpf_map_value_size()`); the slices are
+        // at least that long.
+        match unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `BPF_MAP_GET_NEXT_KEY` after `key` (`None`: the first key); `Ok(false)`
+    /// at the end.
+    pub fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+        if next.len() != self.key_size || key.is_some_and(|k| k.len() != self.key_size) {
+            return Err(einval());
+        }
+        let mut attr = MapElemAttr {
+            map_fd: raw_fd_u32(&self.fd),
+            key: key.map_or(0, |k| k.as_ptr() as u64),
+            value: next.as_mut_ptr() as u64,
+            ..MapElemAttr::default()
+        };
+        // SAFETY: the kernel reads `key_size` bytes of key (or none for 0) and
+        // writes `key_size` bytes of next_key; both slices are that long.
+        match unsafe { sys_bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) } {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsRawFd for Map {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn einval() -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+/// `BPF_MAP_CREATE`.
+pub fn map_create(attr: &MapCreateAttr) -> io::Result<OwnedFd> {
+    let mut attr = *attr;
+    // SAFETY: the create arm holds no user addresses.
+    owned_fd(unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }?)
+}
+
+/// `BPF_MAP_GET_NEXT_ID` after `start`; `Ok(None)` past the last map.
+pub fn map_get_next_id(start: u32) -> io::Result<Option<u32>> {
+    let mut attr = GetIdAttr {
+        start_id: start,
+        ..GetIdAttr::default()
+    };
+    // SAFETY: this arm holds no user addresses.
+    match unsafe { sys_bpf(BPF_MAP_GET_NEXT_ID, &mut attr) } {
+        Ok(_) => Ok(Some(attr.next_id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `BPF_MAP_GET_FD_BY_ID`.
+pub fn map_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetIdAttr {
+        start_id: id,
+        ..GetIdAttr::default()
+    };
+    // SAFETY: this arm holds no user addresses.
+    owned_fd(unsafe { sys_bpf(BPF_MAP_GET_FD_BY_ID, &mut attr) }?)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a map. Fields a kernel does not know stay zero.
+pub fn map_info(fd: &impl AsRawFd) -> io::Result<BpfMapInfo> {
+    let mut info = BpfMapInfo::default();
+    let mut attr = InfoByFdAttr {
+        bpf_fd: u32::try_from(fd.as_raw_fd()).map_err(|_| einval())?,
+        info_len: u32::try_from(size_of::<BpfMapInfo>()).map_err(|_| einval())?,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    // SAFETY: `info` is a live `BpfMapInfo` of `info_len` bytes, and the kernel
+    // writes at most `info_len` bytes to it.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info)
+}
+
+/// An arena's user mapping. Never unmapped: the maps live as long as the agent.
+pub struct ArenaMapping {
+    base: *mut u8,
+    pages: usize,
+}
+
+impl ArenaMapping {
+    /// `mmap(addr, pages * 4096, PROT_READ | PROT_WRITE, MAP_SHARED |
+    /// MAP_FIXED_NOREPLACE, fd, 0)`: the arena wants exactly its `map_extra`
+    /// address and full length (`arena_get_unmapped_area()`, kernel/bpf/arena.c).
+    /// `MAP_FIXED_NOREPLACE` fails with EEXIST rather than replace a mapping.
+    pub fn map(fd: &impl AsRawFd, addr: u64, pages: u32) -> io::Result<Self> {
+        let pages = usize::try_from(pages).map_err(|_| einval())?;
+        let len = pages.checked_mul(page_size()).ok_or_else(einval)?;
+        let addr = usize::try_from(addr).map_err(|_| einval())?;
+        // SAFETY: a fixed mapping at an address nothing else uses (NOREPLACE
+        // guarantees it); no Rust object refers to that range yet.
+        let p = unsafe {
+            libc::mmap(
+                addr as *mut c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if p as usize != addr {
+            // Pre-4.17 kernels ignore NOREPLACE and treat addr as a hint.
+            // SAFETY: `p..p+len` is the mapping just created, unused by anything.
+            unsafe { libc::munmap(p, len) };
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        Ok(Self {
+            base: p.cast(),
+            pages,
+        })
+    }
+
+    fn page_ptr(&self, page: u32) -> Option<*mut u8> {
+        let page = usize::try_from(page).ok().filter(|&p| p < self.pages)?;
+        // In bounds: `page < pages`, and `pages * page_size()` did not overflow.
+        Some(self.base.wrapping_add(page * page_size()))
+    }
+
+    /// Copy `data` (at most a page) to the start of page `page`. The first
+    /// touch faults the page in (`arena_vm_fault()`).
+    pub fn write_page(&self, page: u32, data: &[u8]) -> io::Result<()> {
+        let dst = self.page_ptr(page).ok_or_else(einval)?;
+        if data.len() > page_size() {
+            return Err(einval());
+        }
+        // SAFETY: `dst..dst+data.len()` lies inside our live, writable mapping,
+        // and no Rust reference to it exists.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
+    }
+
+    /// A copy of page `page`. Reading an untouched page would fault it in; the
+    /// caller only reads pages it wrote.
+    pub fn read_page(&self, page: u32) -> Option<Vec<u8>> {
+        let src = self.page_ptr(page)?;
+        let mut out = vec![0u8; page_size()];
+        // SAFETY: `src..src+page_size()` lies inside our live, readable mapping.
+        unsafe { std::ptr::copy_nonoverlapping(src.cast_const(), out.as_mut_ptr(), out.len()) };
+        Some(out)
+    }
+}
+
+/// The page size of the test bed (x86-64).
+fn page_size() -> usize {
+    PAGE_SIZE as usize
+}

@@ -1,0 +1,222 @@
+//! The guest matrix: every kernel line booted every way the test bed covers, each
+//! leaving an ELF dump, a raw RAM file and the agent's manifest. Built once per test
+//! process and shared by all real-kernel tests.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use bpfmem_guest_agent::manifest::{Manifest, MANIFEST_END};
+
+use crate::initramfs::{self, Member};
+use crate::kernels::{self, Kernel};
+use crate::qemu::{self, Boot};
+use crate::{cache, run, Fallible};
+
+/// One booted and dumped guest.
+#[derive(Debug)]
+pub struct Guest {
+    /// "6.12-bzimage-la57" and the like.
+    pub name: String,
+    pub kernel: Kernel,
+    pub boot: Boot,
+    /// ELF core written by QEMU's `dump-guest-memory`.
+    pub elf: PathBuf,
+    /// The guest's RAM file (file offset == guest physical address).
+    pub ram: PathBuf,
+    /// What the guest reported through bpf(2) and /proc.
+    pub manifest: Manifest,
+    /// Start of QEMU to a complete manifest.
+    pub boot_time: Duration,
+}
+
+/// The boots every kernel line gets.
+pub const BOOTS: [Boot; 3] = [
+    Boot::BzImage { la57: true },
+    Boot::BzImage { la57: false },
+    Boot::Pvh,
+];
+
+/// Whether missing QEMU or kernels must fail the tests instead of skipping them:
+/// under CI (`CI=true`) or with `BPFMEM_REQUIRE_REAL=1`.
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("BPFMEM_REQUIRE_REAL").is_ok_and(|v| v == "1")
+}
+
+/// The guests, booting them on first use. `None` means the test bed cannot run
+/// here and the caller should return early: that is only allowed outside CI; under
+/// CI this panics with the reason, failing the test.
+pub fn guests() -> Option<&'static [Guest]> {
+    static GUESTS: OnceLock<Result<Vec<Guest>, String>> = OnceLock::new();
+    match GUESTS.get_or_init(|| build_all().map_err(|e| e.to_string())) {
+        Ok(g) => Some(g),
+        Err(e) if required() => panic!("real-kernel test bed unavailable: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: real-kernel test bed unavailable (set CI=true to fail): {e}");
+            None
+        }
+    }
+}
+
+fn build_all() -> Fallible<Vec<Guest>> {
+    which("qemu-system-x86_64")?;
+    let agent = build_agent()?;
+    let kernels = kernels::fetch_all()?;
+    let mut jobs = Vec::new();
+    for (ki, k) in kernels.iter().enumerate() {
+        let initrd = initrd(k, &agent)?;
+        for (bi, boot) in BOOTS.iter().enumerate() {
+            jobs.push((k, initrd.clone(), *boot, 1000 + (ki * 10 + bi) as u64));
+        }
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let queue = Mutex::new(jobs.into_iter().enumerate().collect::<Vec<_>>());
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let job = queue.lock().unwrap().pop();
+                let Some((i, (k, initrd, boot, seed))) = job else {
+                    break;
+                };
+                let r = boot_one(k, &initrd, boot, seed, &agent);
+                results.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn which(tool: &str) -> Fallible<()> {
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}")))
+    .map(drop)
+    .map_err(|_| format!("{tool} not installed (Debian package qemu-system-x86)").into())
+}
+
+/// Build the guest agent as a static binary, in a target directory of its own so
+/// the nested cargo does not wait on the lock of the one running the tests.
+fn build_agent() -> Fallible<PathBuf> {
+    let ws = cache::workspace();
+    let target_dir = ws.join("target/guest-agent");
+    let triple = "x86_64-unknown-linux-gnu";
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(&ws)
+        .args(["build", "--release", "--quiet", "-p", "bpfmem-guest-agent"])
+        .args(["--target", triple, "--target-dir"])
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR"))?;
+    Ok(target_dir.join(triple).join("release/bpfmem-guest-agent"))
+}
+
+/// The initramfs for kernel `k`: the agent as /init, and `qemu_fw_cfg` so the
+/// kernel hands QEMU its VMCOREINFO note for the ELF dump.
+fn initrd(k: &Kernel, agent: &Path) -> Fallible<PathBuf> {
+    let dir = cache::root().join("initrd").join(&k.release);
+    fs::create_dir_all(&dir)?;
+    let fw_cfg = k.module("kernel/drivers/firmware/qemu_fw_cfg", &dir)?;
+    let agent = fs::read(agent)?;
+    let fw_cfg = fs::read(fw_cfg)?;
+    let archive = initramfs::build(&[
+        Member::Dir("dev"),
+        Member::Char {
+            path: "dev/console",
+            major: 5,
+            minor: 1,
+        },
+        Member::Dir("proc"),
+        Member::Dir("sys"),
+        Member::Dir("modules"),
+        Member::File {
+            path: "modules/qemu_fw_cfg.ko",
+            mode: 0o644,
+            data: &fw_cfg,
+        },
+        Member::File {
+            path: "modules/order",
+            mode: 0o644,
+            data: b"qemu_fw_cfg.ko\n",
+        },
+        Member::File {
+            path: "init",
+            mode: 0o755,
+            data: &agent,
+        },
+    ]);
+    let path = dir.join("initrd.cpio");
+    fs::write(&path, archive)?;
+    Ok(path)
+}
+
+/// FNV-1a, to tell whether a cached guest was made from the same inputs.
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn boot_one(k: &Kernel, initrd: &Path, boot: Boot, seed: u64, agent: &Path) -> Fallible<Guest> {
+    let name = format!("{}-{}", k.line.name, boot.name());
+    let dir = cache::root().join("guests").join(&name);
+    let kernel = match boot {
+        Boot::Pvh => &k.vmlinux,
+        Boot::BzImage { .. } => &k.bzimage,
+    };
+    let stamp = format!(
+        "{} {} {seed} {:016x}",
+        k.package,
+        boot.name(),
+        fnv(&fs::read(agent)?)
+    );
+    let stamp_file = dir.join("stamp");
+    let manifest_file = dir.join("manifest.json");
+    // BPFMEM_TESTBED_REUSE=1 reuses images made from the same inputs (for quick
+    // iteration on the tests themselves); by default every run boots afresh.
+    let reuse = std::env::var("BPFMEM_TESTBED_REUSE").is_ok_and(|v| v == "1")
+        && fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp);
+    let (elf, ram, raw, boot_time) = if reuse {
+        (
+            dir.join("dump.elf"),
+            dir.join("ram.bin"),
+            fs::read(&manifest_file)?,
+            Duration::ZERO,
+        )
+    } else {
+        let _ = fs::remove_file(&stamp_file);
+        let a = qemu::run_guest(
+            &qemu::Spec {
+                kernel,
+                boot,
+                initrd,
+                seed,
+                dir: &dir,
+            },
+            MANIFEST_END,
+        )
+        .map_err(|e| format!("guest {name}: {e}"))?;
+        fs::write(&manifest_file, &a.manifest)?;
+        fs::write(&stamp_file, &stamp)?;
+        eprintln!("test bed: {name} ready in {:.1?}", a.boot_time);
+        (a.elf, a.ram, a.manifest, a.boot_time)
+    };
+    let manifest: Manifest = serde_json::from_slice(&raw)
+        .map_err(|e| format!("guest {name}: manifest does not parse: {e}"))?;
+    Ok(Guest {
+        name,
+        kernel: k.clone(),
+        boot,
+        elf,
+        ram,
+        manifest,
+        boot_time,
+    })
+}
