@@ -52,6 +52,11 @@ pub enum Error {
     Unmapped { pa: Pa, len: u64 },
     /// A physical write was refused (read-only source, or outside its memory).
     WriteFailed { pa: Pa, len: u64 },
+    /// A kernel virtual address does not translate: non-canonical, or a page-table
+    /// entry at `level` (5 = PGD under LA57 ... 1 = PTE) is not present.
+    NotMapped { kva: Kva, level: u8 },
+    /// A kernel virtual address that no x86-64 CPU could use.
+    NonCanonical { kva: Kva },
     /// Data read from memory does not make sense as `what`.
     Malformed { what: &'static str, at: Location },
     /// A walk over guest data hit its budget (`limit` nodes, bytes, entries...).
@@ -105,6 +110,13 @@ impl fmt::Display for Error {
                     "read of {len} bytes at {pa} is outside the memory source"
                 )
             }
+            Error::NotMapped { kva, level } => {
+                write!(
+                    f,
+                    "{kva} is not mapped (level-{level} page-table entry not present)"
+                )
+            }
+            Error::NonCanonical { kva } => write!(f, "{kva} is not canonical"),
             Error::WriteFailed { pa, len } => write!(f, "write of {len} bytes at {pa} refused"),
             Error::Malformed { what, at } => write!(f, "malformed {what} at {at}"),
             Error::Limit { what, at, limit } => {

@@ -24,10 +24,14 @@ extern crate std;
 
 pub mod addr;
 pub mod error;
+pub mod offsets;
 pub mod phys;
 pub mod uapi;
+pub mod virt;
 pub mod vmcoreinfo;
 
 pub use addr::{Kva, Pa};
 pub use error::{Error, Result};
+pub use offsets::Offsets;
 pub use phys::{Flat, PhysRead, PhysWrite, Region, RegionMap};
+pub use virt::KernelRead;
