@@ -23,6 +23,7 @@
 extern crate std;
 
 pub mod addr;
+pub mod bpf_map;
 pub mod error;
 pub mod offsets;
 pub mod phys;

@@ -78,7 +78,7 @@ fn fetch(apt: &Apt, root: &Path, line: Line) -> Fallible<Kernel> {
     // "linux-image-6.1.0-50-cloud-amd64 (= 6.1.176-1)"
     let image = depends
         .split(',')
-        .map(|d| d.trim().split_whitespace().next().unwrap_or(""))
+        .map(|d| d.split_whitespace().next().unwrap_or(""))
         .find(|d| d.starts_with("linux-image-"))
         .ok_or_else(|| format!("{META}: no image in Depends: {depends}"))?;
     let release = image.trim_start_matches("linux-image-").to_string();
