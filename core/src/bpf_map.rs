@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(m.name(), "hash");
         assert_eq!((m.key_size, m.value_size, m.max_entries), (4, 8, 1024));
         assert_eq!((m.map_flags, m.map_extra), (1, 7));
-        assert_eq!((m.btf_id, m.btf_key_type_id, m.btf_value_type_id), (9, 3, 5));
+        assert_eq!(
+            (m.btf_id, m.btf_key_type_id, m.btf_value_type_id),
+            (9, 3, 5)
+        );
     }
 
     #[test]
