@@ -26,6 +26,7 @@ pub mod addr;
 pub mod bpf_map;
 pub mod error;
 pub mod offsets;
+pub mod paging;
 pub mod phys;
 pub mod uapi;
 pub mod virt;

@@ -57,6 +57,102 @@ pub struct BtfOffsets {
     pub name: u32,
 }
 
+/// `struct bpf_array` (include/linux/bpf.h). `value`, `ptrs` and `pptrs` are
+/// flexible arrays in an anonymous union, so they share one offset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfArrayOffsets {
+    pub map: u32,
+    pub elem_size: u32,
+    pub index_mask: u32,
+    /// `char value[]`: the values of `BPF_MAP_TYPE_ARRAY`.
+    pub value: u32,
+    /// `void *ptrs[]`: fd arrays (prog, perf event, cgroup, array of maps).
+    pub ptrs: u32,
+    /// `void __percpu *pptrs[]`: `BPF_MAP_TYPE_PERCPU_ARRAY`.
+    pub pptrs: u32,
+    pub size: u32,
+}
+
+/// `struct bpf_htab` (kernel/bpf/hashtab.c).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfHtabOffsets {
+    pub map: u32,
+    /// `struct bucket *buckets`.
+    pub buckets: u32,
+    pub n_buckets: u32,
+    pub elem_size: u32,
+    pub size: u32,
+}
+
+/// `struct bucket` (kernel/bpf/hashtab.c).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketOffsets {
+    /// `struct hlist_nulls_head head`.
+    pub head: u32,
+    pub size: u32,
+}
+
+/// `struct htab_elem` (kernel/bpf/hashtab.c); the key follows at `key`, then
+/// the value (or, in per-CPU maps, the per-CPU pointer).
+///
+/// Where the per-CPU pointer sits is code, not layout, so BTF cannot say:
+/// `htab_elem_get_ptr()` reads it at `key + key_size` before upstream commit
+/// 11ba7ce076e5 (v6.15, CVE-2025-37807) and at `key + round_up(key_size, 8)`
+/// after; stable backports carry the fix to older series (6.12.y, 6.14.y).
+/// Both agree when `key_size` is a multiple of 8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HtabElemOffsets {
+    /// `struct hlist_nulls_node hash_node` (in an anonymous union).
+    pub hash_node: u32,
+    pub hash: u32,
+    /// `char key[] __aligned(8)`.
+    pub key: u32,
+    /// `void *ptr_to_pptr` (v6.7+, in an anonymous union): points at the
+    /// per-CPU pointer of non-preallocated per-CPU maps.
+    pub ptr_to_pptr: Option<u32>,
+    pub size: u32,
+}
+
+/// `struct bpf_arena` (kernel/bpf/arena.c, v6.9+).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfArenaOffsets {
+    pub map: u32,
+    /// `struct vm_struct *kern_vm`.
+    pub kern_vm: u32,
+    pub user_vm_start: u32,
+    pub user_vm_end: u32,
+    pub size: u32,
+}
+
+/// `struct vm_struct` (include/linux/vmalloc.h).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmStructOffsets {
+    pub addr: u32,
+    /// The member `size` (bytes of the area, guard page included).
+    pub vm_size: u32,
+    /// `struct page **pages`.
+    pub pages: u32,
+    pub nr_pages: u32,
+    pub size: u32,
+}
+
+/// `struct bpf_struct_ops_map` (kernel/bpf/bpf_struct_ops.c).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfStructOpsMapOffsets {
+    pub map: u32,
+    /// `const struct bpf_struct_ops *st_ops` (before v6.9).
+    pub st_ops: Option<u32>,
+    /// `struct bpf_struct_ops_desc *st_ops_desc` (v6.9+).
+    pub st_ops_desc: Option<u32>,
+    /// `struct bpf_struct_ops_value *uvalue`.
+    pub uvalue: u32,
+    /// `struct bpf_struct_ops_value kvalue` (embedded, last member).
+    pub kvalue: u32,
+    /// Offset of `data` inside `struct bpf_struct_ops_value`.
+    pub value_data: u32,
+    pub size: u32,
+}
+
 /// Everything the walkers need to know about one kernel's structure layouts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -66,4 +162,13 @@ pub struct Offsets {
     pub idr: IdrOffsets,
     pub bpf_map: BpfMapOffsets,
     pub btf: BtfOffsets,
+    pub bpf_array: BpfArrayOffsets,
+    pub bpf_htab: BpfHtabOffsets,
+    pub bucket: BucketOffsets,
+    pub htab_elem: HtabElemOffsets,
+    pub vm_struct: VmStructOffsets,
+    /// `None` before v6.9 or without `CONFIG_BPF_SYSCALL && CONFIG_MMU`.
+    pub bpf_arena: Option<BpfArenaOffsets>,
+    /// `None` without `CONFIG_BPF_JIT` (struct_ops needs trampolines).
+    pub bpf_struct_ops_map: Option<BpfStructOpsMapOffsets>,
 }
