@@ -25,6 +25,7 @@ extern crate std;
 pub mod addr;
 pub mod bpf_map;
 pub mod error;
+pub mod kallsyms;
 pub mod offsets;
 pub mod paging;
 pub mod phys;
