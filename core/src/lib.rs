@@ -32,6 +32,7 @@ pub mod phys;
 pub mod uapi;
 pub mod virt;
 pub mod vmcoreinfo;
+pub mod xarray;
 
 pub use addr::{Kva, Pa};
 pub use error::{Error, Result};
