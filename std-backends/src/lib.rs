@@ -3,6 +3,7 @@
 
 pub use bpfmem_core as core;
 
+pub mod btf;
 pub mod error;
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
 pub mod image;

@@ -1,0 +1,1795 @@
+//! Structure layouts from the kernel's own BTF.
+//!
+//! A kernel built with `CONFIG_DEBUG_INFO_BTF` carries a description of all its
+//! types between the symbols `__start_BTF` and `__stop_BTF` (the `.BTF` section
+//! of `vmlinux`; `/sys/kernel/btf/vmlinux` on a live system). [`offsets_from_btf`]
+//! turns it into the [`Offsets`] the core walkers need, once per kernel.
+//!
+//! The blob comes from the machine being read, so it is hostile: its size is
+//! capped ([`MAX_BTF_SIZE`]), its header is checked before anything else looks
+//! at it, every walk over its types has a budget, and the parser (`btf-rs`) runs
+//! under [`std::panic::catch_unwind`] so that a bug there on malformed input
+//! becomes [`BtfError::Panicked`] instead of a crash. That backstop does nothing
+//! in a build with `panic = "abort"`, and the default panic hook still prints
+//! the panic message to stderr.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use bpfmem_core::offsets::{
+    BpfArenaOffsets, BpfArrayOffsets, BpfHtabOffsets, BpfMapOffsets, BpfStructOpsMapOffsets,
+    BtfOffsets, BucketOffsets, HtabElemOffsets, IdrOffsets, VmStructOffsets, XaNodeOffsets,
+    XarrayOffsets,
+};
+use bpfmem_core::{KernelRead, Kva, Offsets};
+use btf_rs::{Btf, BtfType, Member, Struct, Type};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// `BTF_MAGIC` (include/uapi/linux/btf.h), as a little-endian kernel stores it.
+pub const BTF_MAGIC: u16 = 0xeb9f;
+
+/// The largest BTF blob read or parsed. vmlinux BTF is 4-6 MiB on
+/// distribution kernels (v6.1 - v6.18); ten times that is still a kernel.
+pub const MAX_BTF_SIZE: u64 = 64 << 20;
+
+/// `sizeof(struct btf_header)`.
+const BTF_HEADER_LEN: u32 = 24;
+/// How deep anonymous structs and unions may nest around a member.
+const MAX_ANON_DEPTH: u32 = 8;
+/// Members looked at while resolving one member name (anonymous members
+/// included): a DAG of anonymous unions must not make a lookup exponential.
+const MAX_MEMBER_VISITS: u32 = 4096;
+/// Typedef/const/volatile/restrict/type-tag links followed to reach a type.
+const MAX_TYPE_CHAIN: u32 = 16;
+/// The largest section-name string table read from an ELF file.
+const MAX_SHSTRTAB: u64 = 1 << 20;
+
+/// `struct btf_header` (include/uapi/linux/btf.h), little-endian.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[repr(C)]
+struct BtfHeader {
+    magic: U16,
+    version: u8,
+    flags: u8,
+    hdr_len: U32,
+    type_off: U32,
+    type_len: U32,
+    str_off: U32,
+    str_len: U32,
+}
+
+/// Reading or using BTF failed. `Display` is one line starting `BTF: ` and
+/// names what was missing or wrong; it never prints bytes of the blob.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BtfError {
+    /// The blob is `len` bytes, more than `limit`.
+    TooLarge { len: u64, limit: u64 },
+    /// The blob is too short (`len` bytes) to hold a BTF header.
+    Truncated { len: u64 },
+    /// The blob does not start with [`BTF_MAGIC`].
+    BadMagic { magic: u16 },
+    /// A big-endian BTF blob: not the BTF of a kernel this crate reads.
+    BigEndian,
+    /// A header field holds a value that no valid blob has.
+    BadHeader { field: &'static str, value: u64 },
+    /// `btf-rs` rejected the blob.
+    Parse { message: String },
+    /// `btf-rs` panicked on the blob (a bug in it, caught) while `during`.
+    Panicked {
+        during: &'static str,
+        message: String,
+    },
+    /// No `struct name` with members.
+    NoStruct { name: &'static str },
+    /// `count` different complete definitions of `struct name`, and nothing
+    /// that says which one the kernel code uses.
+    AmbiguousStruct { name: &'static str, count: usize },
+    /// `struct strukt` has no member `member`, directly or in an anonymous
+    /// struct or union.
+    NoMember {
+        strukt: &'static str,
+        member: &'static str,
+    },
+    /// A member exists but cannot be used as `problem` says.
+    BadMember {
+        strukt: &'static str,
+        member: &'static str,
+        problem: MemberProblem,
+    },
+    /// A walk over the types of `struct strukt` hit its budget.
+    Limit {
+        strukt: &'static str,
+        what: &'static str,
+        limit: u32,
+    },
+    /// `__stop_BTF` lies below `__start_BTF`.
+    BadRange { start: Kva, stop: Kva },
+    /// Reading the blob out of kernel memory failed.
+    Read { error: bpfmem_core::Error },
+    /// The operating system refused `op` on `path`.
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        error: io::Error,
+    },
+    /// `path` is not a BTF file or an ELF file with BTF, because of `what`
+    /// (at byte `offset` of it, when known).
+    BadFile {
+        path: PathBuf,
+        offset: Option<u64>,
+        what: &'static str,
+    },
+    /// The ELF file at `path` has no `.BTF` section.
+    NoBtfSection { path: PathBuf },
+}
+
+/// Why a member that exists cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberProblem {
+    /// A bitfield of `bits` bits.
+    Bitfield { bits: u32 },
+    /// Its offset, in bits from the start of the struct, is not a whole byte.
+    NotByteAligned { bit_offset: u64 },
+    /// Its offset (`offset` bytes) lies past the end of the struct (`size` bytes).
+    OutOfBounds { offset: u64, size: u64 },
+    /// Its type should be an array and is not.
+    NotArray,
+    /// Its array has a number of elements the walkers cannot use.
+    BadArrayLength { len: u64 },
+    /// Its type id does not exist.
+    NoSuchType { id: u32 },
+    /// Its type is a chain of typedefs and qualifiers longer than the limit.
+    TypeChainTooLong { limit: u32 },
+}
+
+impl fmt::Display for BtfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BTF: ")?;
+        match self {
+            BtfError::TooLarge { len, limit } => {
+                write!(f, "{len:#x} bytes exceed the limit of {limit:#x}")
+            }
+            BtfError::Truncated { len } => write!(
+                f,
+                "{len} bytes are too short for a BTF header ({BTF_HEADER_LEN} bytes)"
+            ),
+            BtfError::BadMagic { magic } => {
+                write!(f, "bad magic {magic:#06x}, expected {BTF_MAGIC:#06x}")
+            }
+            BtfError::BigEndian => f.write_str("big-endian BTF is not read"),
+            BtfError::BadHeader { field, value } => {
+                write!(f, "header field {field} has an impossible value {value:#x}")
+            }
+            BtfError::Parse { message } => write!(f, "malformed: {message}"),
+            BtfError::Panicked { during, message } => write!(
+                f,
+                "the btf-rs parser panicked while {during} (malformed input): {message}"
+            ),
+            BtfError::NoStruct { name } => write!(f, "no struct {name} with members"),
+            BtfError::AmbiguousStruct { name, count } => {
+                write!(f, "{count} different definitions of struct {name}")
+            }
+            BtfError::NoMember { strukt, member } => {
+                write!(f, "struct {strukt} has no member '{member}'")
+            }
+            BtfError::BadMember {
+                strukt,
+                member,
+                problem,
+            } => write!(f, "struct {strukt} member '{member}': {problem}"),
+            BtfError::Limit {
+                strukt,
+                what,
+                limit,
+            } => write!(f, "struct {strukt}: {what} exceed the limit of {limit}"),
+            BtfError::BadRange { start, stop } => {
+                write!(f, "__stop_BTF ({stop}) lies below __start_BTF ({start})")
+            }
+            BtfError::Read { error } => write!(f, "cannot read the kernel's BTF: {error}"),
+            BtfError::Io { path, op, error } => {
+                write!(f, "{}: {op}: {error}", path.display())
+            }
+            BtfError::BadFile { path, offset, what } => {
+                write!(f, "{}: ", path.display())?;
+                if let Some(off) = offset {
+                    write!(f, "offset {off:#x}: ")?;
+                }
+                f.write_str(what)
+            }
+            BtfError::NoBtfSection { path } => {
+                write!(f, "{}: no .BTF section", path.display())
+            }
+        }
+    }
+}
+
+impl fmt::Display for MemberProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MemberProblem::Bitfield { bits } => write!(f, "is a bitfield of {bits} bits"),
+            MemberProblem::NotByteAligned { bit_offset } => {
+                write!(f, "bit offset {bit_offset} is not byte-aligned")
+            }
+            MemberProblem::OutOfBounds { offset, size } => write!(
+                f,
+                "offset {offset:#x} lies past the end of the struct ({size:#x} bytes)"
+            ),
+            MemberProblem::NotArray => f.write_str("is not an array"),
+            MemberProblem::BadArrayLength { len } => {
+                write!(f, "array length {len} is not usable")
+            }
+            MemberProblem::NoSuchType { id } => write!(f, "type id {id} does not exist"),
+            MemberProblem::TypeChainTooLong { limit } => {
+                write!(f, "more than {limit} typedefs and qualifiers")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BtfError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BtfError::Read { error } => Some(error),
+            BtfError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Check that `blob` is a little-endian BTF blob whose sections lie inside it,
+/// with the string table the kernel requires (`btf_parse_str_sec()` in
+/// kernel/bpf/btf.c: starts and ends with a NUL).
+pub fn check_btf_header(blob: &[u8]) -> Result<(), BtfError> {
+    let len = blob.len() as u64;
+    if len > MAX_BTF_SIZE {
+        return Err(BtfError::TooLarge {
+            len,
+            limit: MAX_BTF_SIZE,
+        });
+    }
+    let hdr = check_header_prefix(blob, len)?;
+    // In range: check_header_prefix checked str_off + str_len against len.
+    let start = u64::from(hdr.hdr_len.get()) + u64::from(hdr.str_off.get());
+    let end = start + u64::from(hdr.str_len.get());
+    let strings = usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(end).ok())
+        .and_then(|(s, e)| blob.get(s..e))
+        .unwrap_or_default();
+    if strings.first() != Some(&0) || strings.last() != Some(&0) {
+        return Err(BtfError::BadHeader {
+            field: "str_off (string table does not start and end with NUL)",
+            value: u64::from(hdr.str_off.get()),
+        });
+    }
+    Ok(())
+}
+
+/// Check the header at the start of `prefix` for a blob of `total_len` bytes.
+fn check_header_prefix(prefix: &[u8], total_len: u64) -> Result<BtfHeader, BtfError> {
+    let (hdr, _) =
+        BtfHeader::read_from_prefix(prefix).map_err(|_| BtfError::Truncated { len: total_len })?;
+    match hdr.magic.get() {
+        BTF_MAGIC => {}
+        m if m == BTF_MAGIC.swap_bytes() => return Err(BtfError::BigEndian),
+        magic => return Err(BtfError::BadMagic { magic }),
+    }
+    if hdr.version != 1 {
+        return Err(BtfError::BadHeader {
+            field: "version",
+            value: hdr.version.into(),
+        });
+    }
+    if hdr.flags != 0 {
+        return Err(BtfError::BadHeader {
+            field: "flags",
+            value: hdr.flags.into(),
+        });
+    }
+    let hdr_len = u64::from(hdr.hdr_len.get());
+    if hdr_len < u64::from(BTF_HEADER_LEN) || hdr_len > total_len {
+        return Err(BtfError::BadHeader {
+            field: "hdr_len",
+            value: hdr_len,
+        });
+    }
+    // u32 + u32 + u32 cannot overflow a u64.
+    let sections = [
+        (
+            "type_off + type_len",
+            hdr.type_off.get(),
+            hdr.type_len.get(),
+        ),
+        ("str_off + str_len", hdr.str_off.get(), hdr.str_len.get()),
+    ];
+    for (field, off, len) in sections {
+        let end = hdr_len + u64::from(off) + u64::from(len);
+        if end > total_len {
+            return Err(BtfError::BadHeader { field, value: end });
+        }
+    }
+    Ok(hdr)
+}
+
+/// Read the kernel's BTF, the bytes from `__start_BTF` to `__stop_BTF`, and
+/// check its header.
+pub fn read_kernel_btf<K: KernelRead>(k: &K, start: Kva, stop: Kva) -> Result<Vec<u8>, BtfError> {
+    let len = stop
+        .offset_from(start)
+        .ok_or(BtfError::BadRange { start, stop })?;
+    if len > MAX_BTF_SIZE {
+        return Err(BtfError::TooLarge {
+            len,
+            limit: MAX_BTF_SIZE,
+        });
+    }
+    // Check the header before reading megabytes on the word of two symbols.
+    let mut hdr = [0u8; BTF_HEADER_LEN as usize];
+    if len < u64::from(BTF_HEADER_LEN) {
+        return Err(BtfError::Truncated { len });
+    }
+    k.read_kva(start, &mut hdr)
+        .map_err(|error| BtfError::Read { error })?;
+    check_header_prefix(&hdr, len)?;
+    // len <= MAX_BTF_SIZE, which fits a usize.
+    let mut blob = vec![0u8; usize::try_from(len).unwrap_or_default()];
+    k.read_kva(start, &mut blob)
+        .map_err(|error| BtfError::Read { error })?;
+    check_btf_header(&blob)?;
+    Ok(blob)
+}
+
+const ELFMAG: [u8; 4] = *b"\x7fELF";
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const SHT_NOBITS: u32 = 8;
+
+/// `Elf64_Ehdr` (include/uapi/linux/elf.h), little-endian.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[repr(C)]
+struct Elf64Ehdr {
+    e_ident: [u8; 16],
+    e_type: U16,
+    e_machine: U16,
+    e_version: U32,
+    e_entry: U64,
+    e_phoff: U64,
+    e_shoff: U64,
+    e_flags: U32,
+    e_ehsize: U16,
+    e_phentsize: U16,
+    e_phnum: U16,
+    e_shentsize: U16,
+    e_shnum: U16,
+    e_shstrndx: U16,
+}
+
+/// `Elf64_Shdr`, little-endian.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[repr(C)]
+struct Elf64Shdr {
+    sh_name: U32,
+    sh_type: U32,
+    sh_flags: U64,
+    sh_addr: U64,
+    sh_offset: U64,
+    sh_size: U64,
+    sh_link: U32,
+    sh_info: U32,
+    sh_addralign: U64,
+    sh_entsize: U64,
+}
+
+/// Load BTF from a file: raw BTF (`/sys/kernel/btf/vmlinux`, magic at offset
+/// 0) or the `.BTF` section of a little-endian ELF64 file (`vmlinux`). Only the
+/// headers and the section are read, so a `vmlinux` with full debug info is
+/// fine.
+pub fn load_btf_file(path: impl AsRef<Path>) -> Result<Vec<u8>, BtfError> {
+    let path = path.as_ref();
+    let io_err = |op: &'static str| {
+        move |error| BtfError::Io {
+            path: path.to_path_buf(),
+            op,
+            error,
+        }
+    };
+    let bad = |offset: Option<u64>, what: &'static str| BtfError::BadFile {
+        path: path.to_path_buf(),
+        offset,
+        what,
+    };
+    let mut file = File::open(path).map_err(io_err("cannot open"))?;
+    let meta = file.metadata().map_err(io_err("cannot stat"))?;
+    if !meta.is_file() {
+        return Err(bad(None, "not a regular file"));
+    }
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)
+        .map_err(|_| bad(Some(0), "too short for BTF or ELF"))?;
+    let blob = if magic == ELFMAG {
+        let mut f = FileAt {
+            file,
+            len: meta.len(),
+            path,
+        };
+        elf_btf_section(&mut f)?
+    } else if magic[..2] == BTF_MAGIC.to_le_bytes() {
+        // sysfs reports the true size of /sys/kernel/btf/vmlinux, but read to
+        // the end anyway, never past the limit.
+        file.seek(SeekFrom::Start(0))
+            .map_err(io_err("cannot seek"))?;
+        let mut blob = Vec::new();
+        file.take(MAX_BTF_SIZE + 1)
+            .read_to_end(&mut blob)
+            .map_err(io_err("cannot read"))?;
+        blob
+    } else {
+        return Err(bad(
+            Some(0),
+            "neither raw BTF (magic 0xeb9f) nor an ELF file",
+        ));
+    };
+    check_btf_header(&blob)?;
+    Ok(blob)
+}
+
+/// A file of known length, read at offsets.
+struct FileAt<'a> {
+    file: File,
+    len: u64,
+    path: &'a Path,
+}
+
+impl FileAt<'_> {
+    fn bad(&self, offset: u64, what: &'static str) -> BtfError {
+        BtfError::BadFile {
+            path: self.path.to_path_buf(),
+            offset: Some(offset),
+            what,
+        }
+    }
+
+    /// `len` bytes at `offset`, which must lie inside the file; `len` is
+    /// capped by the caller.
+    fn read(&mut self, offset: u64, len: u64, what: &'static str) -> Result<Vec<u8>, BtfError> {
+        let inside = offset.checked_add(len).is_some_and(|end| end <= self.len);
+        let n = usize::try_from(len).ok().filter(|_| inside);
+        let n = n.ok_or_else(|| self.bad(offset, what))?;
+        let mut buf = vec![0u8; n];
+        let io = |error| BtfError::Io {
+            path: self.path.to_path_buf(),
+            op: "cannot read",
+            error,
+        };
+        self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        self.file.read_exact(&mut buf).map_err(io)?;
+        Ok(buf)
+    }
+}
+
+/// The `.BTF` section of an ELF file.
+fn elf_btf_section(f: &mut FileAt<'_>) -> Result<Vec<u8>, BtfError> {
+    let ehdr_len = std::mem::size_of::<Elf64Ehdr>() as u64;
+    let raw = f.read(0, ehdr_len, "ELF header runs past the end of the file")?;
+    let ehdr = Elf64Ehdr::read_from_bytes(&raw).map_err(|_| f.bad(0, "bad ELF header"))?;
+    if ehdr.e_ident[4] != ELFCLASS64 {
+        return Err(f.bad(4, "not an ELFCLASS64 file"));
+    }
+    if ehdr.e_ident[5] != ELFDATA2LSB {
+        return Err(f.bad(5, "not a little-endian ELF file"));
+    }
+    let shentsize = std::mem::size_of::<Elf64Shdr>() as u64;
+    if u64::from(ehdr.e_shentsize.get()) != shentsize {
+        return Err(f.bad(0x3a, "e_shentsize is not sizeof(Elf64_Shdr)"));
+    }
+    // e_shnum == 0 is also how extended numbering starts (more than 0xff00
+    // sections); vmlinux has a few dozen.
+    let shnum = ehdr.e_shnum.get();
+    if shnum == 0 {
+        return Err(f.bad(0x3c, "no section headers"));
+    }
+    let shstrndx = ehdr.e_shstrndx.get();
+    if shstrndx >= shnum {
+        return Err(f.bad(0x3e, "e_shstrndx is not a section"));
+    }
+    let shoff = ehdr.e_shoff.get();
+    let table = f.read(
+        shoff,
+        u64::from(shnum) * shentsize,
+        "section header table runs past the end of the file",
+    )?;
+    let shdrs = <[Elf64Shdr]>::ref_from_bytes(&table)
+        .map_err(|_| f.bad(shoff, "bad section header table"))?;
+    let names = shdrs
+        .get(usize::from(shstrndx))
+        .ok_or_else(|| f.bad(shoff, "e_shstrndx is not a section"))?;
+    if names.sh_size.get() > MAX_SHSTRTAB {
+        return Err(f.bad(names.sh_offset.get(), "section name table is too large"));
+    }
+    let names = f.read(
+        names.sh_offset.get(),
+        names.sh_size.get(),
+        "section name table runs past the end of the file",
+    )?;
+    let is_btf = |sh: &&Elf64Shdr| {
+        usize::try_from(sh.sh_name.get())
+            .ok()
+            .and_then(|at| names.get(at..))
+            .is_some_and(|name| name.starts_with(b".BTF\0"))
+    };
+    let sh = shdrs
+        .iter()
+        .find(is_btf)
+        .ok_or_else(|| BtfError::NoBtfSection {
+            path: f.path.to_path_buf(),
+        })?;
+    let (offset, size) = (sh.sh_offset.get(), sh.sh_size.get());
+    if sh.sh_type.get() == SHT_NOBITS {
+        return Err(f.bad(offset, ".BTF section has no file data (SHT_NOBITS)"));
+    }
+    if size > MAX_BTF_SIZE {
+        return Err(BtfError::TooLarge {
+            len: size,
+            limit: MAX_BTF_SIZE,
+        });
+    }
+    f.read(offset, size, ".BTF section runs past the end of the file")
+}
+
+/// Run a `btf-rs` call, turning its errors and panics into [`BtfError`].
+fn guarded<T>(
+    during: &'static str,
+    call: impl FnOnce() -> btf_rs::Result<T>,
+) -> Result<T, BtfError> {
+    match panic::catch_unwind(AssertUnwindSafe(call)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(BtfError::Parse {
+            message: e.to_string(),
+        }),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string());
+            Err(BtfError::Panicked { during, message })
+        }
+    }
+}
+
+/// A complete struct definition and the name it was looked up by.
+struct StructDef {
+    name: &'static str,
+    def: Struct,
+}
+
+impl StructDef {
+    fn size(&self) -> u32 {
+        // The BTF size field is a u32.
+        u32::try_from(self.def.size()).unwrap_or(u32::MAX)
+    }
+}
+
+/// Where a member was found: its offset in bits from the start of the
+/// outermost struct, and its own BTF member entry.
+struct Found {
+    bits: u64,
+    member: Member,
+}
+
+/// Lookups over one parsed BTF.
+struct Resolver<'a> {
+    btf: &'a Btf,
+}
+
+impl Resolver<'_> {
+    /// `struct name`, or `None` if the BTF has no definition with members.
+    ///
+    /// Deduplicated kernel BTF normally has one; identical copies are one. If
+    /// it has different ones (a generic name like `bucket` used by two
+    /// built-in subsystems), `via` names a pointer or embedded member (and how
+    /// many pointers to follow) of a struct already found, whose type says
+    /// which one the code uses.
+    fn find_struct(
+        &self,
+        name: &'static str,
+        via: Option<(&StructDef, &'static str, u32)>,
+    ) -> Result<Option<StructDef>, BtfError> {
+        let types = guarded("looking up a struct", || {
+            self.btf.resolve_types_by_name(name)
+        })?;
+        let mut defs: Vec<Struct> = Vec::new();
+        for ty in types {
+            if let Type::Struct(s) = ty {
+                if !s.members.is_empty() && !defs.iter().any(|d| same_layout(d, &s)) {
+                    defs.push(s);
+                }
+            }
+        }
+        if defs.len() > 1 {
+            if let Some((parent, member, derefs)) = via {
+                if let Some(def) = self.struct_through(parent, member, derefs)? {
+                    if defs.iter().any(|d| same_layout(d, &def)) {
+                        return Ok(Some(StructDef { name, def }));
+                    }
+                }
+            }
+            return Err(BtfError::AmbiguousStruct {
+                name,
+                count: defs.len(),
+            });
+        }
+        Ok(defs.pop().map(|def| StructDef { name, def }))
+    }
+
+    /// [`Self::find_struct`], required.
+    fn require_struct(
+        &self,
+        name: &'static str,
+        via: Option<(&StructDef, &'static str, u32)>,
+    ) -> Result<StructDef, BtfError> {
+        self.find_struct(name, via)?
+            .ok_or(BtfError::NoStruct { name })
+    }
+
+    /// The struct that member `member` of `parent` is, after `derefs` pointers;
+    /// `None` if that does not lead to a struct with members.
+    fn struct_through(
+        &self,
+        parent: &StructDef,
+        member: &'static str,
+        derefs: u32,
+    ) -> Result<Option<Struct>, BtfError> {
+        let Some(found) = self.find_member(parent, member)? else {
+            return Ok(None);
+        };
+        let mut ty = self.member_type(parent, member, &found.member)?;
+        for _ in 0..derefs {
+            let Type::Ptr(ptr) = ty else {
+                return Ok(None);
+            };
+            ty = self.strip(parent, member, &ptr)?;
+        }
+        Ok(match ty {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The type of `m`, through typedefs, qualifiers and type tags.
+    fn member_type(
+        &self,
+        st: &StructDef,
+        member: &'static str,
+        m: &Member,
+    ) -> Result<Type, BtfError> {
+        self.strip(st, member, m)
+    }
+
+    /// The type `of` refers to, through typedefs, qualifiers and type tags.
+    fn strip(
+        &self,
+        st: &StructDef,
+        member: &'static str,
+        of: &dyn BtfType,
+    ) -> Result<Type, BtfError> {
+        let bad = |problem| BtfError::BadMember {
+            strukt: st.name,
+            member,
+            problem,
+        };
+        let mut id = of.get_type_id().unwrap_or_default();
+        for _ in 0..MAX_TYPE_CHAIN {
+            let ty = match guarded("resolving a type", || self.btf.resolve_type_by_id(id)) {
+                Err(BtfError::Parse { .. }) => return Err(bad(MemberProblem::NoSuchType { id })),
+                other => other?,
+            };
+            match &ty {
+                Type::Typedef(t) => id = t.get_type_id().unwrap_or_default(),
+                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                    id = t.get_type_id().unwrap_or_default()
+                }
+                Type::TypeTag(t) => id = t.get_type_id().unwrap_or_default(),
+                _ => return Ok(ty),
+            }
+        }
+        Err(bad(MemberProblem::TypeChainTooLong {
+            limit: MAX_TYPE_CHAIN,
+        }))
+    }
+
+    /// Member `name` of `st`, directly or inside anonymous structs and unions
+    /// (whose offsets add up), as C sees it.
+    fn find_member(&self, st: &StructDef, name: &'static str) -> Result<Option<Found>, BtfError> {
+        let mut budget = MAX_MEMBER_VISITS;
+        self.walk_members(st, &st.def.members, name, 0, 0, &mut budget)
+    }
+
+    fn walk_members(
+        &self,
+        st: &StructDef,
+        members: &[Member],
+        name: &'static str,
+        base_bits: u64,
+        depth: u32,
+        budget: &mut u32,
+    ) -> Result<Option<Found>, BtfError> {
+        for m in members {
+            *budget = budget.checked_sub(1).ok_or(BtfError::Limit {
+                strukt: st.name,
+                what: "members visited",
+                limit: MAX_MEMBER_VISITS,
+            })?;
+            // Below 2^32 * (MAX_ANON_DEPTH + 1): no overflow.
+            let bits = base_bits + u64::from(m.bit_offset());
+            let mname = guarded("resolving a member name", || self.btf.resolve_name(m))?;
+            if mname == name {
+                return Ok(Some(Found {
+                    bits,
+                    member: m.clone(),
+                }));
+            }
+            if !mname.is_empty() {
+                continue;
+            }
+            let (Type::Struct(inner) | Type::Union(inner)) = self.member_type(st, name, m)? else {
+                continue;
+            };
+            if depth >= MAX_ANON_DEPTH {
+                return Err(BtfError::Limit {
+                    strukt: st.name,
+                    what: "nested anonymous structs and unions",
+                    limit: MAX_ANON_DEPTH,
+                });
+            }
+            let found = self.walk_members(st, &inner.members, name, bits, depth + 1, budget)?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The byte offset of member `name` of `st`, or `None` if it has none.
+    fn offset(&self, st: &StructDef, name: &'static str) -> Result<Option<u32>, BtfError> {
+        let Some(found) = self.find_member(st, name)? else {
+            return Ok(None);
+        };
+        let bad = |problem| BtfError::BadMember {
+            strukt: st.name,
+            member: name,
+            problem,
+        };
+        if let Some(bits) = found.member.bitfield_size().filter(|&b| b != 0) {
+            return Err(bad(MemberProblem::Bitfield { bits }));
+        }
+        if found.bits % 8 != 0 {
+            return Err(bad(MemberProblem::NotByteAligned {
+                bit_offset: found.bits,
+            }));
+        }
+        let offset = found.bits / 8;
+        let size = u64::from(st.size());
+        // `<=`: a flexible array member (`htab_elem.key`) sits at the very end.
+        match u32::try_from(offset) {
+            Ok(off) if offset <= size => Ok(Some(off)),
+            _ => Err(bad(MemberProblem::OutOfBounds { offset, size })),
+        }
+    }
+
+    /// [`Self::offset`], required.
+    fn require(&self, st: &StructDef, name: &'static str) -> Result<u32, BtfError> {
+        self.offset(st, name)?.ok_or(BtfError::NoMember {
+            strukt: st.name,
+            member: name,
+        })
+    }
+
+    /// The number of elements of array member `name` of `st`.
+    fn array_len(&self, st: &StructDef, name: &'static str) -> Result<u64, BtfError> {
+        let found = self.find_member(st, name)?.ok_or(BtfError::NoMember {
+            strukt: st.name,
+            member: name,
+        })?;
+        match self.member_type(st, name, &found.member)? {
+            Type::Array(a) => Ok(a.len() as u64),
+            _ => Err(BtfError::BadMember {
+                strukt: st.name,
+                member: name,
+                problem: MemberProblem::NotArray,
+            }),
+        }
+    }
+}
+
+/// Two definitions of a struct that lay out the same members the same way.
+fn same_layout(a: &Struct, b: &Struct) -> bool {
+    a.size() == b.size()
+        && a.members.len() == b.members.len()
+        && a.members.iter().zip(&b.members).all(|(x, y)| {
+            x.get_name_offset() == y.get_name_offset()
+                && x.bit_offset() == y.bit_offset()
+                && x.bitfield_size() == y.bitfield_size()
+        })
+}
+
+/// Parse a kernel's BTF (the bytes from [`read_kernel_btf`] or
+/// [`load_btf_file`]) and resolve every layout the walkers use. Call it once
+/// per kernel: it parses the whole blob.
+pub fn offsets_from_btf(blob: &[u8]) -> Result<Offsets, BtfError> {
+    check_btf_header(blob)?;
+    let btf = guarded("parsing", || Btf::from_bytes(blob))?;
+    resolve_offsets(&Resolver { btf: &btf })
+}
+
+fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
+    let mut o = Offsets::default();
+
+    let idr = r.require_struct("idr", None)?;
+    o.idr = IdrOffsets {
+        idr_rt: r.require(&idr, "idr_rt")?,
+        idr_base: r.require(&idr, "idr_base")?,
+    };
+    let xarray = r.require_struct("xarray", Some((&idr, "idr_rt", 0)))?;
+    o.xarray = XarrayOffsets {
+        xa_head: r.require(&xarray, "xa_head")?,
+    };
+
+    let xa_node = r.require_struct("xa_node", None)?;
+    // XA_CHUNK_SIZE is 1 << XA_CHUNK_SHIFT, 64 (16 with CONFIG_BASE_SMALL).
+    let nr_slots = r.array_len(&xa_node, "slots")?;
+    if !(nr_slots.is_power_of_two() && (2..=64).contains(&nr_slots)) {
+        return Err(BtfError::BadMember {
+            strukt: "xa_node",
+            member: "slots",
+            problem: MemberProblem::BadArrayLength { len: nr_slots },
+        });
+    }
+    o.xa_node = XaNodeOffsets {
+        shift: r.require(&xa_node, "shift")?,
+        offset: r.require(&xa_node, "offset")?,
+        count: r.require(&xa_node, "count")?,
+        parent: r.require(&xa_node, "parent")?,
+        slots: r.require(&xa_node, "slots")?,
+        nr_slots: nr_slots as u32,
+        size: xa_node.size(),
+    };
+
+    let bpf_map = r.require_struct("bpf_map", None)?;
+    o.bpf_map = BpfMapOffsets {
+        map_type: r.require(&bpf_map, "map_type")?,
+        key_size: r.require(&bpf_map, "key_size")?,
+        value_size: r.require(&bpf_map, "value_size")?,
+        max_entries: r.require(&bpf_map, "max_entries")?,
+        map_flags: r.require(&bpf_map, "map_flags")?,
+        map_extra: r.require(&bpf_map, "map_extra")?,
+        id: r.require(&bpf_map, "id")?,
+        name: r.require(&bpf_map, "name")?,
+        btf: r.require(&bpf_map, "btf")?,
+        btf_key_type_id: r.require(&bpf_map, "btf_key_type_id")?,
+        btf_value_type_id: r.require(&bpf_map, "btf_value_type_id")?,
+        btf_vmlinux_value_type_id: r.require(&bpf_map, "btf_vmlinux_value_type_id")?,
+        size: bpf_map.size(),
+    };
+
+    let btf = r.require_struct("btf", Some((&bpf_map, "btf", 1)))?;
+    o.btf = BtfOffsets {
+        id: r.require(&btf, "id")?,
+        data_size: r.require(&btf, "data_size")?,
+        name: r.require(&btf, "name")?,
+    };
+
+    let array = r.require_struct("bpf_array", None)?;
+    o.bpf_array = BpfArrayOffsets {
+        map: r.require(&array, "map")?,
+        elem_size: r.require(&array, "elem_size")?,
+        index_mask: r.require(&array, "index_mask")?,
+        value: r.require(&array, "value")?,
+        ptrs: r.require(&array, "ptrs")?,
+        pptrs: r.require(&array, "pptrs")?,
+        size: array.size(),
+    };
+
+    let htab = r.require_struct("bpf_htab", None)?;
+    o.bpf_htab = BpfHtabOffsets {
+        map: r.require(&htab, "map")?,
+        buckets: r.require(&htab, "buckets")?,
+        n_buckets: r.require(&htab, "n_buckets")?,
+        elem_size: r.require(&htab, "elem_size")?,
+        size: htab.size(),
+    };
+    let bucket = r.require_struct("bucket", Some((&htab, "buckets", 1)))?;
+    o.bucket = BucketOffsets {
+        head: r.require(&bucket, "head")?,
+        size: bucket.size(),
+    };
+    // `struct htab_elem *__percpu *extra_elems`.
+    let elem = r.require_struct("htab_elem", Some((&htab, "extra_elems", 2)))?;
+    o.htab_elem = HtabElemOffsets {
+        hash_node: r.require(&elem, "hash_node")?,
+        hash: r.require(&elem, "hash")?,
+        key: r.require(&elem, "key")?,
+        ptr_to_pptr: r.offset(&elem, "ptr_to_pptr")?,
+        size: elem.size(),
+    };
+
+    let arena = r.find_struct("bpf_arena", None)?;
+    let vm_struct = r.require_struct("vm_struct", arena.as_ref().map(|a| (a, "kern_vm", 1)))?;
+    o.vm_struct = VmStructOffsets {
+        addr: r.require(&vm_struct, "addr")?,
+        vm_size: r.require(&vm_struct, "size")?,
+        pages: r.require(&vm_struct, "pages")?,
+        nr_pages: r.require(&vm_struct, "nr_pages")?,
+        size: vm_struct.size(),
+    };
+    o.bpf_arena = match &arena {
+        Some(a) => Some(BpfArenaOffsets {
+            map: r.require(a, "map")?,
+            kern_vm: r.require(a, "kern_vm")?,
+            user_vm_start: r.require(a, "user_vm_start")?,
+            user_vm_end: r.require(a, "user_vm_end")?,
+            size: a.size(),
+        }),
+        None => None,
+    };
+
+    o.bpf_struct_ops_map = match r.find_struct("bpf_struct_ops_map", None)? {
+        Some(s) => {
+            let value = r.require_struct("bpf_struct_ops_value", Some((&s, "kvalue", 0)))?;
+            Some(BpfStructOpsMapOffsets {
+                map: r.require(&s, "map")?,
+                st_ops: r.offset(&s, "st_ops")?,
+                st_ops_desc: r.offset(&s, "st_ops_desc")?,
+                uvalue: r.require(&s, "uvalue")?,
+                kvalue: r.require(&s, "kvalue")?,
+                value_data: r.require(&value, "data")?,
+                size: s.size(),
+            })
+        }
+        None => None,
+    };
+
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfmem_core::virt::FlatKernel;
+
+    const HOST_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+    /// A little-endian BTF blob built by hand (include/uapi/linux/btf.h).
+    struct Builder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+        next_id: u32,
+    }
+
+    const KIND_INT: u32 = 1;
+    const KIND_PTR: u32 = 2;
+    const KIND_ARRAY: u32 = 3;
+    const KIND_STRUCT: u32 = 4;
+    const KIND_UNION: u32 = 5;
+    const KIND_FWD: u32 = 7;
+    const KIND_TYPEDEF: u32 = 8;
+
+    impl Builder {
+        fn new() -> Self {
+            Builder {
+                types: Vec::new(),
+                strings: vec![0],
+                next_id: 1,
+            }
+        }
+
+        fn str(&mut self, s: &str) -> u32 {
+            if s.is_empty() {
+                return 0;
+            }
+            let off = self.strings.len() as u32;
+            self.strings.extend_from_slice(s.as_bytes());
+            self.strings.push(0);
+            off
+        }
+
+        fn put(&mut self, words: &[u32]) -> u32 {
+            for w in words {
+                self.types.extend_from_slice(&w.to_le_bytes());
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            id
+        }
+
+        fn info(kind: u32, vlen: u32, kflag: bool) -> u32 {
+            (u32::from(kflag) << 31) | (kind << 24) | vlen
+        }
+
+        fn int(&mut self, name: &str, bytes: u32) -> u32 {
+            let n = self.str(name);
+            self.put(&[n, Self::info(KIND_INT, 0, false), bytes, bytes * 8])
+        }
+
+        fn ptr(&mut self, to: u32) -> u32 {
+            self.put(&[0, Self::info(KIND_PTR, 0, false), to])
+        }
+
+        fn typedef(&mut self, name: &str, to: u32) -> u32 {
+            let n = self.str(name);
+            self.put(&[n, Self::info(KIND_TYPEDEF, 0, false), to])
+        }
+
+        fn fwd(&mut self, name: &str) -> u32 {
+            let n = self.str(name);
+            self.put(&[n, Self::info(KIND_FWD, 0, false), 0])
+        }
+
+        fn array(&mut self, elem: u32, index: u32, n: u32) -> u32 {
+            self.put(&[0, Self::info(KIND_ARRAY, 0, false), 0, elem, index, n])
+        }
+
+        /// A struct or union; members are (name, type, bit offset); with
+        /// `kflag`, the offset word carries a bitfield size in its top byte.
+        fn composite(
+            &mut self,
+            kind: u32,
+            name: &str,
+            size: u32,
+            kflag: bool,
+            members: &[(&str, u32, u32)],
+        ) -> u32 {
+            let n = self.str(name);
+            let mut words = vec![n, Self::info(kind, members.len() as u32, kflag), size];
+            for &(mname, ty, off) in members {
+                let mn = self.str(mname);
+                words.extend_from_slice(&[mn, ty, off]);
+            }
+            self.put(&words)
+        }
+
+        fn strukt(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+            self.composite(KIND_STRUCT, name, size, false, members)
+        }
+
+        fn union(&mut self, size: u32, members: &[(&str, u32, u32)]) -> u32 {
+            self.composite(KIND_UNION, "", size, false, members)
+        }
+
+        fn finish(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+            out.extend_from_slice(&[1, 0]);
+            for w in [
+                BTF_HEADER_LEN,
+                0,
+                self.types.len() as u32,
+                self.types.len() as u32,
+                self.strings.len() as u32,
+            ] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+            out.extend_from_slice(&self.types);
+            out.extend_from_slice(&self.strings);
+            out
+        }
+    }
+
+    /// A BTF with every struct the walkers use, laid out like v6.12 (where the
+    /// host's BTF is not at hand), some members behind anonymous unions.
+    fn minimal() -> Builder {
+        let mut b = Builder::new();
+        let u8_ = b.int("unsigned char", 1);
+        let u32_ = b.int("unsigned int", 4);
+        let u64_ = b.int("long unsigned int", 8);
+        let int = b.int("int", 4);
+        let void_ptr = b.ptr(0);
+        let char_arr = b.array(u8_, int, 16);
+        let flex = b.array(u8_, int, 0);
+        let ptr_flex = b.array(void_ptr, int, 0);
+        let slots = b.array(void_ptr, int, 64);
+        let u32_t = b.typedef("u32", u32_);
+
+        let xarray = b.strukt(
+            "xarray",
+            16,
+            &[
+                ("xa_lock", u32_, 0),
+                ("xa_flags", u32_, 32),
+                ("xa_head", void_ptr, 64),
+            ],
+        );
+        b.strukt(
+            "idr",
+            24,
+            &[
+                ("idr_rt", xarray, 0),
+                ("idr_base", u32_, 128),
+                ("idr_next", u32_, 160),
+            ],
+        );
+        b.strukt(
+            "xa_node",
+            576,
+            &[
+                ("shift", u8_, 0),
+                ("offset", u8_, 8),
+                ("count", u8_, 16),
+                ("nr_values", u8_, 24),
+                ("parent", void_ptr, 64),
+                ("array", void_ptr, 128),
+                ("slots", slots, 320),
+            ],
+        );
+        let btf_fwd = b.fwd("btf");
+        let btf_ptr = b.ptr(btf_fwd);
+        // `work` and `rcu` in an anonymous union, as in v5.x bpf_map.
+        let work = b.union(16, &[("work", u64_, 0), ("rcu", u64_, 0)]);
+        let bpf_map = b.strukt(
+            "bpf_map",
+            248,
+            &[
+                ("ops", void_ptr, 0),
+                ("map_type", u32_t, 192),
+                ("key_size", u32_t, 224),
+                ("value_size", u32_t, 256),
+                ("max_entries", u32_t, 288),
+                ("map_extra", u64_, 320),
+                ("map_flags", u32_t, 384),
+                ("id", u32_t, 416),
+                ("btf_key_type_id", u32_t, 544),
+                ("btf_value_type_id", u32_t, 576),
+                ("btf_vmlinux_value_type_id", u32_t, 608),
+                ("btf", btf_ptr, 640),
+                ("name", char_arr, 768),
+                ("", work, 1280),
+            ],
+        );
+        b.strukt(
+            "btf",
+            232,
+            &[
+                ("data", void_ptr, 0),
+                ("data_size", u32_, 704),
+                ("id", u32_, 768),
+                ("name", char_arr, 1344),
+            ],
+        );
+        // bpf_array: value/ptrs/pptrs in anonymous structs in an anonymous union.
+        let s_value = b.composite(
+            KIND_STRUCT,
+            "",
+            0,
+            false,
+            &[("", u32_, 0), ("value", flex, 0)],
+        );
+        let s_ptrs = b.composite(
+            KIND_STRUCT,
+            "",
+            0,
+            false,
+            &[("", u32_, 0), ("ptrs", ptr_flex, 0)],
+        );
+        let s_pptrs = b.composite(
+            KIND_STRUCT,
+            "",
+            0,
+            false,
+            &[("", u32_, 0), ("pptrs", ptr_flex, 0)],
+        );
+        let arr_union = b.union(0, &[("", s_value, 0), ("", s_ptrs, 0), ("", s_pptrs, 0)]);
+        b.strukt(
+            "bpf_array",
+            264,
+            &[
+                ("map", bpf_map, 0),
+                ("elem_size", u32_, 1984),
+                ("index_mask", u32_, 2016),
+                ("aux", void_ptr, 2048),
+                ("", arr_union, 2112),
+            ],
+        );
+        let bucket = b.strukt(
+            "bucket",
+            16,
+            &[("head", void_ptr, 0), ("raw_lock", u32_, 64)],
+        );
+        let bucket_ptr = b.ptr(bucket);
+        let elem_fwd = b.fwd("htab_elem");
+        let elem_ptr = b.ptr(elem_fwd);
+        let elem_ptr_ptr = b.ptr(elem_ptr);
+        b.strukt(
+            "bpf_htab",
+            896,
+            &[
+                ("map", bpf_map, 0),
+                ("buckets", bucket_ptr, 3008),
+                ("extra_elems", elem_ptr_ptr, 5632),
+                ("n_buckets", u32_, 6080),
+                ("elem_size", u32_, 6112),
+            ],
+        );
+        let fnode = b.composite(
+            KIND_STRUCT,
+            "",
+            16,
+            false,
+            &[("padding", void_ptr, 0), ("fnode", void_ptr, 64)],
+        );
+        let u1 = b.union(16, &[("hash_node", u64_, 0), ("", fnode, 0)]);
+        let u2 = b.union(24, &[("ptr_to_pptr", void_ptr, 0), ("lru_node", u64_, 0)]);
+        b.strukt(
+            "htab_elem",
+            48,
+            &[
+                ("", u1, 0),
+                ("", u2, 128),
+                ("hash", u32_, 320),
+                ("key", flex, 384),
+            ],
+        );
+        b.strukt(
+            "vm_struct",
+            72,
+            &[
+                ("next", void_ptr, 0),
+                ("addr", void_ptr, 64),
+                ("size", u64_, 128),
+                ("pages", void_ptr, 256),
+                ("nr_pages", u32_, 352),
+            ],
+        );
+        b
+    }
+
+    #[test]
+    fn minimal_btf_resolves_through_anonymous_unions() {
+        let o = offsets_from_btf(&minimal().finish()).unwrap();
+        assert_eq!(o.xarray.xa_head, 8);
+        assert_eq!((o.idr.idr_rt, o.idr.idr_base), (0, 16));
+        assert_eq!(
+            (o.xa_node.slots, o.xa_node.nr_slots, o.xa_node.size),
+            (40, 64, 576)
+        );
+        assert_eq!(
+            (o.bpf_map.map_type, o.bpf_map.btf, o.bpf_map.name),
+            (24, 80, 96)
+        );
+        assert_eq!(o.bpf_map.size, 248);
+        assert_eq!((o.btf.id, o.btf.data_size, o.btf.name), (96, 88, 168));
+        let a = o.bpf_array;
+        assert_eq!(
+            (a.value, a.ptrs, a.pptrs, a.elem_size, a.size),
+            (264, 264, 264, 248, 264)
+        );
+        assert_eq!((o.bpf_htab.buckets, o.bpf_htab.n_buckets), (376, 760));
+        assert_eq!((o.bucket.head, o.bucket.size), (0, 16));
+        let e = o.htab_elem;
+        assert_eq!(
+            (e.hash_node, e.hash, e.key, e.ptr_to_pptr, e.size),
+            (0, 40, 48, Some(16), 48)
+        );
+        assert_eq!((o.vm_struct.vm_size, o.vm_struct.nr_pages), (16, 44));
+        assert_eq!(o.bpf_arena, None);
+        assert_eq!(o.bpf_struct_ops_map, None);
+    }
+
+    #[test]
+    fn forward_declarations_and_duplicates_are_skipped() {
+        let mut b = minimal();
+        // A second, identical xarray (dedup leftovers) and a forward one.
+        let u32_ = b.int("unsigned int", 4);
+        let vp = b.ptr(0);
+        b.fwd("xarray");
+        b.strukt(
+            "xarray",
+            16,
+            &[
+                ("xa_lock", u32_, 0),
+                ("xa_flags", u32_, 32),
+                ("xa_head", vp, 64),
+            ],
+        );
+        assert_eq!(offsets_from_btf(&b.finish()).unwrap().xarray.xa_head, 8);
+    }
+
+    #[test]
+    fn ambiguous_struct_is_resolved_through_its_user() {
+        let mut b = minimal();
+        // bcache's `struct bucket`, as if built in, after the one bpf_htab uses.
+        let u64_ = b.int("long unsigned int", 8);
+        b.strukt("bucket", 8, &[("prio", u64_, 0), ("head", u64_, 32)]);
+        let o = offsets_from_btf(&b.finish()).unwrap();
+        assert_eq!((o.bucket.head, o.bucket.size), (0, 16));
+
+        // With nothing to choose by, it is an error that names the struct.
+        let mut b = minimal();
+        let u64_ = b.int("long unsigned int", 8);
+        b.strukt("xa_node", 8, &[("shift", u64_, 0)]);
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BTF: 2 different definitions of struct xa_node"
+        );
+    }
+
+    #[test]
+    fn missing_struct_and_member_are_named() {
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        b.strukt("xarray", 16, &[("xa_flags", u32_, 32)]);
+        b.strukt("idr", 24, &[("idr_rt", 2, 0), ("idr_base", u32_, 128)]);
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert_eq!(e.to_string(), "BTF: struct xarray has no member 'xa_head'");
+        assert!(matches!(
+            e,
+            BtfError::NoMember {
+                strukt: "xarray",
+                member: "xa_head"
+            }
+        ));
+
+        let mut b = Builder::new();
+        b.fwd("idr");
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert_eq!(e.to_string(), "BTF: no struct idr with members");
+    }
+
+    #[test]
+    fn bitfield_and_unaligned_members_are_rejected() {
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        let xarray = b.strukt("xarray", 16, &[("xa_head", u32_, 64)]);
+        // kind_flag: offset word = bitfield size << 24 | bit offset.
+        b.composite(
+            KIND_STRUCT,
+            "idr",
+            24,
+            true,
+            &[("idr_rt", xarray, 0), ("idr_base", u32_, (3 << 24) | 128)],
+        );
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BTF: struct idr member 'idr_base': is a bitfield of 3 bits"
+        );
+
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        let xarray = b.strukt("xarray", 16, &[("xa_head", u32_, 64)]);
+        b.strukt("idr", 24, &[("idr_rt", xarray, 0), ("idr_base", u32_, 129)]);
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BTF: struct idr member 'idr_base': bit offset 129 is not byte-aligned"
+        );
+
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        let xarray = b.strukt("xarray", 16, &[("xa_head", u32_, 64)]);
+        b.strukt(
+            "idr",
+            24,
+            &[("idr_rt", xarray, 0), ("idr_base", u32_, 8 * 25)],
+        );
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert!(matches!(
+            e,
+            BtfError::BadMember {
+                problem: MemberProblem::OutOfBounds {
+                    offset: 25,
+                    size: 24
+                },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn self_containing_anonymous_union_hits_the_depth_limit() {
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        // [2] is an anonymous union whose only member is itself.
+        let me = b.next_id;
+        b.union(8, &[("", me, 0)]);
+        b.strukt("idr", 24, &[("", me, 0), ("idr_base", u32_, 128)]);
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert!(matches!(
+            e,
+            BtfError::Limit {
+                strukt: "idr",
+                limit: MAX_ANON_DEPTH,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn wide_anonymous_dag_hits_the_visit_budget() {
+        // Each level is a union of 16 copies of the level below: 16^8 paths.
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        let mut level = b.union(4, &[("leaf", u32_, 0)]);
+        for _ in 0..7 {
+            let members = vec![("", level, 0); 16];
+            level = b.union(4, &members);
+        }
+        b.strukt("idr", 24, &[("", level, 0)]);
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert!(matches!(
+            e,
+            BtfError::Limit {
+                limit: MAX_MEMBER_VISITS,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn typedef_cycle_hits_the_chain_limit() {
+        let mut b = Builder::new();
+        let me = b.next_id;
+        b.typedef("loop", me);
+        b.strukt("xarray", 16, &[("xa_head", me, 64)]);
+        b.strukt("idr", 24, &[("idr_rt", 2, 0), ("idr_base", me, 128)]);
+        let mut b2 = minimal();
+        let me = b2.next_id;
+        b2.typedef("loop", me);
+        // xa_node.slots is looked through; make a second xa_node impossible to
+        // pick, so use a fresh BTF where slots is the loop.
+        let _ = b2;
+        let mut b3 = Builder::new();
+        let u32_ = b3.int("unsigned int", 4);
+        let x = b3.strukt("xarray", 16, &[("xa_head", u32_, 64)]);
+        b3.strukt("idr", 24, &[("idr_rt", x, 0), ("idr_base", u32_, 128)]);
+        let me = b3.next_id;
+        b3.typedef("loop", me);
+        b3.strukt("xa_node", 576, &[("slots", me, 320)]);
+        let e = offsets_from_btf(&b3.finish()).unwrap_err();
+        assert!(matches!(
+            e,
+            BtfError::BadMember {
+                strukt: "xa_node",
+                member: "slots",
+                problem: MemberProblem::TypeChainTooLong { .. },
+            }
+        ));
+    }
+
+    #[test]
+    fn dangling_type_id_is_an_error() {
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        let x = b.strukt("xarray", 16, &[("xa_head", u32_, 64)]);
+        b.strukt("idr", 24, &[("idr_rt", x, 0), ("idr_base", u32_, 128)]);
+        b.strukt("xa_node", 576, &[("", 999, 0), ("slots", u32_, 320)]);
+        let e = offsets_from_btf(&b.finish()).unwrap_err();
+        assert!(matches!(
+            e,
+            BtfError::BadMember {
+                problem: MemberProblem::NoSuchType { id: 999 },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_headers_are_errors() {
+        let good = minimal().finish();
+        assert!(check_btf_header(&good).is_ok());
+        assert!(matches!(
+            check_btf_header(&good[..10]),
+            Err(BtfError::Truncated { len: 10 })
+        ));
+        let mut be = good.clone();
+        be[..2].copy_from_slice(&BTF_MAGIC.to_be_bytes());
+        assert!(matches!(check_btf_header(&be), Err(BtfError::BigEndian)));
+        let mut bad = good.clone();
+        bad[0] = 0;
+        assert!(matches!(
+            check_btf_header(&bad),
+            Err(BtfError::BadMagic { .. })
+        ));
+        let mut v2 = good.clone();
+        v2[2] = 2;
+        assert_eq!(
+            check_btf_header(&v2).unwrap_err().to_string(),
+            "BTF: header field version has an impossible value 0x2"
+        );
+        // A string section that runs past the end.
+        let mut long = good.clone();
+        long[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            check_btf_header(&long),
+            Err(BtfError::BadHeader {
+                field: "str_off + str_len",
+                ..
+            })
+        ));
+        // hdr_len shorter than the header.
+        let mut short = good.clone();
+        short[4..8].copy_from_slice(&8u32.to_le_bytes());
+        assert!(matches!(
+            check_btf_header(&short),
+            Err(BtfError::BadHeader {
+                field: "hdr_len",
+                ..
+            })
+        ));
+        // A string table that does not end with NUL.
+        let mut unterminated = good.clone();
+        if let Some(last) = unterminated.last_mut() {
+            *last = b'x';
+        }
+        assert!(check_btf_header(&unterminated).is_err());
+        assert!(offsets_from_btf(&unterminated).is_err());
+    }
+
+    /// Every prefix and many single-byte corruptions of a small valid blob give
+    /// an error or offsets, never a panic (the catch_unwind backstop counts as
+    /// a failure here).
+    #[test]
+    fn truncated_and_corrupted_blobs_do_not_panic() {
+        let good = minimal().finish();
+        for n in 0..good.len() {
+            match offsets_from_btf(&good[..n]) {
+                Err(BtfError::Panicked { during, message }) => {
+                    panic!("btf-rs panicked on a {n}-byte prefix while {during}: {message}")
+                }
+                Ok(_) => panic!("a {n}-byte prefix parsed"),
+                Err(_) => {}
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut blob = good.clone();
+            let at = (seed as usize) % blob.len();
+            blob[at] = (seed >> 32) as u8;
+            if i % 3 == 0 {
+                let at2 = ((seed >> 16) as usize) % blob.len();
+                blob[at2] ^= 0xff;
+            }
+            if let Err(BtfError::Panicked { during, message }) = offsets_from_btf(&blob) {
+                panic!("btf-rs panicked on corruption {i} while {during}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_blob_is_refused_before_parsing() {
+        let big = vec![0u8; MAX_BTF_SIZE as usize + 1];
+        assert!(matches!(
+            offsets_from_btf(&big),
+            Err(BtfError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn read_kernel_btf_checks_range_size_and_magic() {
+        let blob = minimal().finish();
+        let base = Kva(0xffff_ffff_8240_0000);
+        let end = base.checked_add(blob.len() as u64).unwrap();
+        let k = FlatKernel {
+            base,
+            bytes: blob.clone(),
+        };
+        assert_eq!(read_kernel_btf(&k, base, end).unwrap(), blob);
+        assert!(matches!(
+            read_kernel_btf(&k, end, base),
+            Err(BtfError::BadRange { .. })
+        ));
+        let huge = base.checked_add(MAX_BTF_SIZE + 1).unwrap();
+        assert!(matches!(
+            read_kernel_btf(&k, base, huge),
+            Err(BtfError::TooLarge { .. })
+        ));
+        // The header promises more than __stop_BTF allows.
+        let short = base.checked_add(100).unwrap();
+        assert!(matches!(
+            read_kernel_btf(&k, base, short),
+            Err(BtfError::BadHeader { .. })
+        ));
+        // Past what the kernel has mapped: a read error, after the header.
+        let past = end.checked_add(4096).unwrap();
+        let mut longer = blob.clone();
+        // str_len grows by the 4096 bytes that are not there.
+        let str_len = u32::from_le_bytes(blob[20..24].try_into().unwrap());
+        longer[20..24].copy_from_slice(&(str_len + 4096).to_le_bytes());
+        let k2 = FlatKernel {
+            base,
+            bytes: longer,
+        };
+        assert!(matches!(
+            read_kernel_btf(&k2, base, past),
+            Err(BtfError::Read { .. })
+        ));
+        let zeros = FlatKernel {
+            base,
+            bytes: vec![0u8; 64],
+        };
+        let stop = base.checked_add(64).unwrap();
+        assert!(matches!(
+            read_kernel_btf(&zeros, base, stop),
+            Err(BtfError::BadMagic { magic: 0 })
+        ));
+    }
+
+    /// An ELF64 file with a `.BTF` section holding `btf`.
+    fn elf_with_btf(btf: &[u8]) -> Vec<u8> {
+        let names = b"\0.text\0.BTF\0.shstrtab\0";
+        let mut out = vec![0u8; 64];
+        let btf_off = out.len() as u64;
+        out.extend_from_slice(btf);
+        let names_off = out.len() as u64;
+        out.extend_from_slice(names);
+        while out.len() % 8 != 0 {
+            out.push(0);
+        }
+        let shoff = out.len() as u64;
+        let shdr = |name: u32, ty: u32, off: u64, size: u64| Elf64Shdr {
+            sh_name: name.into(),
+            sh_type: ty.into(),
+            sh_flags: 0.into(),
+            sh_addr: 0.into(),
+            sh_offset: off.into(),
+            sh_size: size.into(),
+            sh_link: 0.into(),
+            sh_info: 0.into(),
+            sh_addralign: 1.into(),
+            sh_entsize: 0.into(),
+        };
+        for sh in [
+            shdr(0, 0, 0, 0),
+            shdr(1, 1, 0, 0),
+            shdr(7, 1, btf_off, btf.len() as u64),
+            shdr(12, 3, names_off, names.len() as u64),
+        ] {
+            out.extend_from_slice(sh.as_bytes());
+        }
+        let mut ident = [0u8; 16];
+        ident[..4].copy_from_slice(&ELFMAG);
+        ident[4] = ELFCLASS64;
+        ident[5] = ELFDATA2LSB;
+        ident[6] = 1;
+        let ehdr = Elf64Ehdr {
+            e_ident: ident,
+            e_type: 2.into(),
+            e_machine: 62.into(),
+            e_version: 1.into(),
+            e_entry: 0.into(),
+            e_phoff: 0.into(),
+            e_shoff: shoff.into(),
+            e_flags: 0.into(),
+            e_ehsize: 64.into(),
+            e_phentsize: 56.into(),
+            e_phnum: 0.into(),
+            e_shentsize: 64.into(),
+            e_shnum: 4.into(),
+            e_shstrndx: 3.into(),
+        };
+        out[..64].copy_from_slice(ehdr.as_bytes());
+        out
+    }
+
+    #[test]
+    fn load_btf_file_reads_raw_and_elf() {
+        let dir = tempfile::tempdir().unwrap();
+        let btf = minimal().finish();
+        let raw = dir.path().join("vmlinux.btf");
+        std::fs::write(&raw, &btf).unwrap();
+        assert_eq!(load_btf_file(&raw).unwrap(), btf);
+
+        let elf = dir.path().join("vmlinux");
+        let image = elf_with_btf(&btf);
+        std::fs::write(&elf, &image).unwrap();
+        assert_eq!(load_btf_file(&elf).unwrap(), btf);
+
+        // The .BTF section points past the end of the file.
+        let mut cut = image.clone();
+        let shoff = image.len() - 4 * 64;
+        let btf_sh = shoff + 2 * 64;
+        cut[btf_sh + 24..btf_sh + 32].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        std::fs::write(&elf, &cut).unwrap();
+        let e = load_btf_file(&elf).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(".BTF section runs past the end of the file"),
+            "{e}"
+        );
+
+        // No .BTF: rename it.
+        let mut renamed = image.clone();
+        let names_at = 64 + btf.len();
+        renamed[names_at + 7..names_at + 11].copy_from_slice(b".XYZ");
+        std::fs::write(&elf, &renamed).unwrap();
+        assert!(matches!(
+            load_btf_file(&elf),
+            Err(BtfError::NoBtfSection { .. })
+        ));
+
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, b"hello world").unwrap();
+        assert_eq!(
+            load_btf_file(&junk).unwrap_err().to_string(),
+            format!(
+                "BTF: {}: offset 0x0: neither raw BTF (magic 0xeb9f) nor an ELF file",
+                junk.display()
+            )
+        );
+        assert!(matches!(
+            load_btf_file(dir.path().join("absent")),
+            Err(BtfError::Io { .. })
+        ));
+        assert!(matches!(
+            load_btf_file(dir.path()),
+            Err(BtfError::BadFile { .. })
+        ));
+    }
+
+    #[test]
+    fn error_is_std_error_with_source() {
+        use std::error::Error as _;
+        let e = BtfError::Read {
+            error: bpfmem_core::Error::NotMapped {
+                kva: Kva(0xffff_ffff_8240_0000),
+                level: 1,
+            },
+        };
+        assert!(e.source().is_some());
+        assert_eq!(
+            e.to_string(),
+            "BTF: cannot read the kernel's BTF: kva 0xffffffff82400000 is not mapped \
+             (level-1 page-table entry not present)"
+        );
+    }
+
+    fn host_btf() -> Option<Vec<u8>> {
+        match load_btf_file(HOST_BTF) {
+            Ok(blob) => Some(blob),
+            // The CI machine's kernel has BTF: there, a missing file fails.
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+                panic!("{HOST_BTF}: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn host_btf_resolves_every_offset() {
+        let Some(blob) = host_btf() else { return };
+        let o = offsets_from_btf(&blob).unwrap();
+        // xa_node has not changed since v4.20 (include/linux/xarray.h).
+        assert_eq!(
+            (
+                o.xa_node.shift,
+                o.xa_node.offset,
+                o.xa_node.count,
+                o.xa_node.parent
+            ),
+            (0, 1, 2, 8)
+        );
+        assert_eq!(
+            (o.xa_node.slots, o.xa_node.nr_slots, o.xa_node.size),
+            (40, 64, 576)
+        );
+        assert_eq!((o.xarray.xa_head, o.idr.idr_rt, o.idr.idr_base), (8, 0, 16));
+        assert_eq!(o.bpf_array.map, 0);
+        assert_eq!(o.bpf_htab.map, 0);
+        assert_eq!((o.bucket.head, o.bucket.size), (0, 16));
+        assert_eq!((o.htab_elem.hash_node, o.htab_elem.key), (0, 48));
+        assert!(o.bpf_map.size > o.bpf_map.btf_vmlinux_value_type_id);
+        eprintln!("{o:#?}");
+    }
+}
