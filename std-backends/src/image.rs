@@ -4,41 +4,19 @@
 use std::path::Path;
 
 use bpfmem_core::phys::PhysRange;
-use bpfmem_core::vmcoreinfo::{find_vmcoreinfo, Framing, VmcoreInfo};
+use bpfmem_core::vmcoreinfo::{find_vmcoreinfo, VmcoreInfo};
 use bpfmem_core::{Pa, PhysRead};
 
 use crate::error::SourceError;
+use crate::kernel::{
+    DiscoverOptions, DiscoveryError, DiscoveryErrorKind, Kernel, Step, VmcoreinfoOrigin,
+};
 use crate::source::{ElfCore, RamFile};
 
 /// A memory image: an ELF core or a raw RAM file.
 pub enum Image {
     Core(ElfCore),
     Ram(RamFile),
-}
-
-/// Where the VMCOREINFO in use came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmcoreinfoOrigin {
-    /// The ELF core's VMCOREINFO note (QEMU's `-device vmcoreinfo`, kdump).
-    ElfNote,
-    /// Found by scanning physical memory.
-    Memory { pa: Pa, framing: Framing },
-}
-
-impl std::fmt::Display for VmcoreinfoOrigin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VmcoreinfoOrigin::ElfNote => f.write_str("ELF note"),
-            VmcoreinfoOrigin::Memory { pa, framing } => {
-                let how = match framing {
-                    Framing::Note => "inside a note",
-                    Framing::PageAligned => "page aligned",
-                    Framing::Bare => "bare text",
-                };
-                write!(f, "memory at {pa} ({how})")
-            }
-        }
-    }
 }
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -88,6 +66,18 @@ impl Image {
                 framing: found.framing,
             },
         ))
+    }
+}
+
+impl Kernel<Image> {
+    /// Discover the kernel in a memory image: its VMCOREINFO (the ELF note or a
+    /// scan of memory), then everything [`Kernel::discover`] finds.
+    pub fn open(image: Image, opts: &DiscoverOptions) -> Result<Self, DiscoveryError> {
+        let (info, origin) = image.vmcoreinfo().map_err(|e| DiscoveryError {
+            step: Step::Vmcoreinfo,
+            kind: DiscoveryErrorKind::Memory(e),
+        })?;
+        Kernel::discover(image, info, origin, opts)
     }
 }
 

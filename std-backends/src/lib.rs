@@ -7,9 +7,11 @@ pub mod btf;
 pub mod error;
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
 pub mod image;
+pub mod kernel;
 #[cfg(any(feature = "core-file", feature = "ram-file"))]
 pub mod source;
 
 pub use error::{FilePart, SourceError, SourceErrorKind};
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
-pub use image::{Image, VmcoreinfoOrigin};
+pub use image::Image;
+pub use kernel::{DiscoverOptions, DiscoveryError, Kernel, VmcoreinfoOrigin};

@@ -3,10 +3,11 @@
 //! KASLR), read from its ELF dump and from its raw RAM file, checked against what
 //! the guest itself reported.
 
+use bpfmem::kernel::BtfOrigin;
 use bpfmem::source::{ElfCore, RamFile};
-use bpfmem::{Image, VmcoreinfoOrigin};
+use bpfmem::{DiscoverOptions, Image, Kernel, VmcoreinfoOrigin};
 use bpfmem_core::vmcoreinfo::{find_vmcoreinfo, Framing, VmcoreInfo};
-use bpfmem_core::{Pa, PhysRead};
+use bpfmem_core::{Kva, Pa, PhysRead};
 use bpfmem_tests::qemu::{Boot, MEM_MIB};
 use bpfmem_tests::testbed::{self, Guest};
 
@@ -221,5 +222,163 @@ fn manifest_reports_every_map_the_agent_made() {
             let arena = arena.unwrap_or_else(|| panic!("{}: no arena: {:?}", g.name, m.notes));
             assert_eq!(arena.arena_pages.len(), 3, "{}", g.name);
         }
+    }
+}
+
+/// Both images of a guest, opened and discovered from nothing but their bytes.
+fn kernels_of(g: &Guest) -> Vec<(&'static str, Kernel<Image>)> {
+    let opts = DiscoverOptions::default();
+    let core = ElfCore::open(&g.elf).expect("open ELF dump");
+    let ram = RamFile::open(&g.ram, Pa(0)).expect("open RAM file");
+    [
+        ("ELF dump", Image::Core(core)),
+        ("RAM file", Image::Ram(ram)),
+    ]
+    .into_iter()
+    .map(|(what, image)| {
+        let k = Kernel::open(image, &opts)
+            .unwrap_or_else(|e| panic!("{}: {what}: discovery: {e}", g.name));
+        (what, k)
+    })
+    .collect()
+}
+
+#[test]
+fn discovery_finds_the_guests_own_symbols_cpus_and_paging() {
+    for g in guests() {
+        let m = &g.manifest;
+        for (what, k) in kernels_of(g) {
+            let levels = match g.boot {
+                Boot::BzImage { la57: true } => 5,
+                _ => 4,
+            };
+            assert_eq!(k.paging_levels(), levels, "{}: {what}", g.name);
+            // Every symbol the guest's /proc/kallsyms showed, decoded from the image.
+            for (name, &want) in &m.kallsyms {
+                let got = k
+                    .symbol(name)
+                    .unwrap_or_else(|e| panic!("{}: {what}: kallsyms {name}: {e}", g.name));
+                assert_eq!(got, Some(Kva(want)), "{}: {what}: kallsyms {name}", g.name);
+            }
+            for name in bpfmem::kernel::WANTED {
+                assert!(
+                    m.kallsyms.contains_key(name),
+                    "{}: the agent did not report {name}",
+                    g.name
+                );
+            }
+            // page_offset_base as read from memory is the direct map the guest used:
+            // PVH boots have no KASLR and keep the default.
+            if g.boot == Boot::Pvh {
+                assert_eq!(
+                    k.page_offset_base(),
+                    Kva(0xffff_8880_0000_0000),
+                    "{}",
+                    g.name
+                );
+            }
+            assert_eq!(
+                k.possible_cpus(),
+                &m.possible_cpus[..],
+                "{}: {what}",
+                g.name
+            );
+            assert!(
+                matches!(k.btf_origin(), BtfOrigin::Image { len, .. } if *len > 1 << 20),
+                "{}: {what}: {}",
+                g.name,
+                k.btf_origin()
+            );
+        }
+    }
+}
+
+#[test]
+fn maps_listed_from_memory_equal_the_manifest() {
+    for g in guests() {
+        for (what, k) in kernels_of(g) {
+            let maps: Vec<_> = k
+                .maps()
+                .collect::<Result<_, _>>()
+                .unwrap_or_else(|e| panic!("{}: {what}: listing maps: {e}", g.name));
+            let got: Vec<_> = maps
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        m.name().to_string(),
+                        m.map_type.0,
+                        m.key_size,
+                        m.value_size,
+                        m.max_entries,
+                        m.map_flags,
+                        m.map_extra,
+                        m.btf_id,
+                        m.btf_key_type_id,
+                        m.btf_value_type_id,
+                    )
+                })
+                .collect();
+            let want: Vec<_> = g
+                .manifest
+                .maps
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        m.name.clone(),
+                        m.map_type,
+                        m.key_size,
+                        m.value_size,
+                        m.max_entries,
+                        m.map_flags,
+                        m.map_extra,
+                        m.btf_id,
+                        m.btf_key_type_id,
+                        m.btf_value_type_id,
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "{}: {what}", g.name);
+            // One map by id, through an xa_load-style descent.
+            for m in &maps {
+                assert_eq!(k.map(m.id).unwrap().as_ref(), Some(m), "{}", g.name);
+            }
+            let absent = maps.iter().map(|m| m.id).max().unwrap_or(0) + 1000;
+            assert_eq!(k.map(absent).unwrap(), None, "{}", g.name);
+        }
+    }
+}
+
+#[test]
+fn btf_from_the_image_equals_btf_from_the_package_vmlinux() {
+    for g in guests() {
+        let image = Image::Core(ElfCore::open(&g.elf).expect("open ELF dump"));
+        let from_image = Kernel::open(image, &DiscoverOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        let opts = DiscoverOptions {
+            btf_file: Some(g.kernel.vmlinux.clone()),
+        };
+        let image = Image::Core(ElfCore::open(&g.elf).expect("open ELF dump"));
+        let from_file = Kernel::open(image, &opts).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        assert_eq!(
+            from_image.offsets(),
+            from_file.offsets(),
+            "{}: layouts from the image's BTF and the vmlinux's .BTF",
+            g.name
+        );
+        assert_eq!(
+            from_file.btf_origin(),
+            &BtfOrigin::File(g.kernel.vmlinux.clone())
+        );
+        // Arena maps exist from 6.9: the layout must be there exactly when the
+        // guest could make one.
+        let has_arena = g.manifest.maps.iter().any(|m| m.name == "arena");
+        assert_eq!(
+            from_image.offsets().bpf_arena.is_some(),
+            has_arena,
+            "{}",
+            g.name
+        );
     }
 }
