@@ -23,12 +23,17 @@
 extern crate std;
 
 pub mod addr;
+pub mod arena;
+pub mod array;
 pub mod bpf_map;
 pub mod error;
+pub mod htab;
 pub mod kallsyms;
 pub mod offsets;
 pub mod paging;
+pub mod percpu;
 pub mod phys;
+pub mod struct_ops;
 pub mod uapi;
 pub mod virt;
 pub mod vmcoreinfo;

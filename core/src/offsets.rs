@@ -79,6 +79,9 @@ pub struct BpfHtabOffsets {
     pub map: u32,
     /// `struct bucket *buckets`.
     pub buckets: u32,
+    /// `void *elems`: the preallocated element area (absent with
+    /// `BPF_F_NO_PREALLOC`).
+    pub elems: u32,
     pub n_buckets: u32,
     pub elem_size: u32,
     pub size: u32,
@@ -107,7 +110,7 @@ pub struct HtabElemOffsets {
     pub hash: u32,
     /// `char key[] __aligned(8)`.
     pub key: u32,
-    /// `void *ptr_to_pptr` (v6.7+, in an anonymous union): points at the
+    /// `void *ptr_to_pptr` (v6.1+, in an anonymous union): points at the
     /// per-CPU pointer of non-preallocated per-CPU maps.
     pub ptr_to_pptr: Option<u32>,
     pub size: u32,
@@ -150,6 +153,24 @@ pub struct BpfStructOpsMapOffsets {
     pub kvalue: u32,
     /// Offset of `data` inside `struct bpf_struct_ops_value`.
     pub value_data: u32,
+    /// Offset of `refcnt` (`refcount_t`) inside `struct bpf_struct_ops_value`: a
+    /// direct member before v6.9, `common.refcnt` from v6.9 (`struct
+    /// bpf_struct_ops_common_value common`).
+    pub value_refcnt: u32,
+    /// Offset of `state` (`enum bpf_struct_ops_state`, 4 bytes) inside `struct
+    /// bpf_struct_ops_value`, likewise `common.state` from v6.9.
+    pub value_state: u32,
+    /// `atomic64_t refcnt` of `struct bpf_map`, when lookup reports
+    /// `max(map->refcnt - map->usercnt, 0)` as the value's refcnt (v6.4+,
+    /// "bpf: Retire the struct_ops map kvalue->refcnt"); `None` when it reports
+    /// `kvalue.refcnt` (v6.1). BTF cannot show code, so the resolver goes by
+    /// `struct bpf_struct_ops_link`, added in the same v6.4 series.
+    pub map_refcnt: Option<u32>,
+    /// `atomic64_t usercnt` of `struct bpf_map`, with [`Self::map_refcnt`].
+    pub map_usercnt: Option<u32>,
+    /// `struct btf *btf` (v6.9+): the BTF holding the value type, vmlinux's
+    /// or a module's (`bpf_map_info.btf_vmlinux_id`).
+    pub btf: Option<u32>,
     pub size: u32,
 }
 

@@ -900,6 +900,7 @@ fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
     o.bpf_htab = BpfHtabOffsets {
         map: r.require(&htab, "map")?,
         buckets: r.require(&htab, "buckets")?,
+        elems: r.require(&htab, "elems")?,
         n_buckets: r.require(&htab, "n_buckets")?,
         elem_size: r.require(&htab, "elem_size")?,
         size: htab.size(),
@@ -942,6 +943,23 @@ fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
     o.bpf_struct_ops_map = match r.find_struct("bpf_struct_ops_map", None)? {
         Some(s) => {
             let value = r.require_struct("bpf_struct_ops_value", Some((&s, "kvalue", 0)))?;
+            let (value_refcnt, value_state) = struct_ops_common(r, &value)?;
+            // bpf_struct_ops_map_sys_lookup_elem() reports kvalue.refcnt in
+            // v6.1 and max(map->refcnt - map->usercnt, 0) from v6.4, whose
+            // series also added struct bpf_struct_ops_link.
+            let has_link = match r.find_struct("bpf_struct_ops_link", None) {
+                Ok(link) => link.is_some(),
+                Err(BtfError::AmbiguousStruct { .. }) => true,
+                Err(e) => return Err(e),
+            };
+            let (map_refcnt, map_usercnt) = if has_link {
+                (
+                    Some(r.require(&bpf_map, "refcnt")?),
+                    Some(r.require(&bpf_map, "usercnt")?),
+                )
+            } else {
+                (None, None)
+            };
             Some(BpfStructOpsMapOffsets {
                 map: r.require(&s, "map")?,
                 st_ops: r.offset(&s, "st_ops")?,
@@ -949,6 +967,11 @@ fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
                 uvalue: r.require(&s, "uvalue")?,
                 kvalue: r.require(&s, "kvalue")?,
                 value_data: r.require(&value, "data")?,
+                value_refcnt,
+                value_state,
+                map_refcnt,
+                map_usercnt,
+                btf: r.offset(&s, "btf")?,
                 size: s.size(),
             })
         }
@@ -956,6 +979,34 @@ fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
     };
 
     Ok(o)
+}
+
+/// Offsets of `refcnt` and `state` in `struct bpf_struct_ops_value`
+/// (kernel/bpf/bpf_struct_ops.c): members of its own through v6.8
+/// (`BPF_STRUCT_OPS_COMMON_VALUE`), of the named member `common` (`struct
+/// bpf_struct_ops_common_value`, include/linux/bpf.h) from v6.9.
+fn struct_ops_common(r: &Resolver<'_>, value: &StructDef) -> Result<(u32, u32), BtfError> {
+    if let (Some(refcnt), Some(state)) = (r.offset(value, "refcnt")?, r.offset(value, "state")?) {
+        return Ok((refcnt, state));
+    }
+    let base = r.require(value, "common")?;
+    let common = r.require_struct("bpf_struct_ops_common_value", Some((value, "common", 0)))?;
+    let at = |member: &'static str| -> Result<u32, BtfError> {
+        let inner = r.require(&common, member)?;
+        let size = u64::from(value.size());
+        match base.checked_add(inner) {
+            Some(off) if u64::from(off) <= size => Ok(off),
+            _ => Err(BtfError::BadMember {
+                strukt: value.name,
+                member: "common",
+                problem: MemberProblem::OutOfBounds {
+                    offset: u64::from(base) + u64::from(inner),
+                    size,
+                },
+            }),
+        }
+    };
+    Ok((at("refcnt")?, at("state")?))
 }
 
 #[cfg(test)]
@@ -1148,6 +1199,8 @@ mod tests {
                 ("btf_vmlinux_value_type_id", u32_t, 608),
                 ("btf", btf_ptr, 640),
                 ("name", char_arr, 768),
+                ("refcnt", u64_, 1152),
+                ("usercnt", u64_, 1216),
                 ("", work, 1280),
             ],
         );
@@ -1210,6 +1263,7 @@ mod tests {
             &[
                 ("map", bpf_map, 0),
                 ("buckets", bucket_ptr, 3008),
+                ("elems", void_ptr, 3072),
                 ("extra_elems", elem_ptr_ptr, 5632),
                 ("n_buckets", u32_, 6080),
                 ("elem_size", u32_, 6112),
@@ -1278,6 +1332,93 @@ mod tests {
         assert_eq!((o.vm_struct.vm_size, o.vm_struct.nr_pages), (16, 44));
         assert_eq!(o.bpf_arena, None);
         assert_eq!(o.bpf_struct_ops_map, None);
+    }
+
+    /// `struct bpf_struct_ops_map` as in v6.1 (`refcnt` and `state` members of
+    /// `bpf_struct_ops_value`, no `bpf_struct_ops_link`) and v6.12 (`common`,
+    /// a link), plus `common` moved off offset 0 and out of bounds.
+    #[test]
+    fn struct_ops_value_common_in_both_shapes() {
+        let build = |shape: u32, common_at: u32| {
+            let mut b = minimal();
+            let u8_ = b.int("char", 1);
+            let u32_ = b.int("unsigned int", 4);
+            let int = b.int("int", 4);
+            let flex = b.array(u8_, int, 0);
+            let vp = b.ptr(0);
+            let value = if shape == 601 {
+                b.strukt(
+                    "bpf_struct_ops_value",
+                    64,
+                    &[
+                        ("refcnt", u32_, 0),
+                        ("state", u32_, 32),
+                        ("data", flex, 512),
+                    ],
+                )
+            } else {
+                let common = b.strukt(
+                    "bpf_struct_ops_common_value",
+                    8,
+                    &[("refcnt", u32_, 0), ("state", u32_, 32)],
+                );
+                b.strukt(
+                    "bpf_struct_ops_value",
+                    64,
+                    &[("common", common, common_at), ("data", flex, 512)],
+                )
+            };
+            if shape == 601 {
+                b.strukt(
+                    "bpf_struct_ops_map",
+                    448,
+                    &[
+                        ("map", vp, 0),
+                        ("st_ops", vp, 8 * 272),
+                        ("uvalue", vp, 8 * 328),
+                        ("kvalue", value, 8 * 384),
+                    ],
+                );
+            } else {
+                b.strukt(
+                    "bpf_struct_ops_map",
+                    512,
+                    &[
+                        ("map", vp, 0),
+                        ("st_ops_desc", vp, 8 * 264),
+                        ("btf", vp, 8 * 392),
+                        ("uvalue", vp, 8 * 400),
+                        ("kvalue", value, 8 * 448),
+                    ],
+                );
+                b.strukt("bpf_struct_ops_link", 96, &[("map", vp, 512)]);
+            }
+            offsets_from_btf(&b.finish())
+        };
+        let s = build(601, 0).unwrap().bpf_struct_ops_map.unwrap();
+        assert_eq!((s.st_ops, s.st_ops_desc, s.btf), (Some(272), None, None));
+        assert_eq!((s.uvalue, s.kvalue, s.size), (328, 384, 448));
+        assert_eq!((s.value_refcnt, s.value_state, s.value_data), (0, 4, 64));
+        assert_eq!((s.map_refcnt, s.map_usercnt), (None, None));
+
+        let s = build(612, 0).unwrap().bpf_struct_ops_map.unwrap();
+        assert_eq!(
+            (s.st_ops, s.st_ops_desc, s.btf),
+            (None, Some(264), Some(392))
+        );
+        assert_eq!((s.uvalue, s.kvalue, s.size), (400, 448, 512));
+        assert_eq!((s.value_refcnt, s.value_state, s.value_data), (0, 4, 64));
+        assert_eq!((s.map_refcnt, s.map_usercnt), (Some(144), Some(152)));
+
+        let s = build(612, 8 * 16).unwrap().bpf_struct_ops_map.unwrap();
+        assert_eq!((s.value_refcnt, s.value_state), (16, 20));
+
+        let e = build(612, 8 * 62).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "BTF: struct bpf_struct_ops_value member 'common': offset 0x42 lies past \
+             the end of the struct (0x40 bytes)"
+        );
     }
 
     #[test]
