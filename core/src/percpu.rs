@@ -74,10 +74,7 @@ mod tests {
         );
         // A chunk below the first one: the pointer is "negative".
         let neg = Kva(0u64.wrapping_sub(0x1000));
-        assert_eq!(
-            pcpu.per_cpu_ptr(&k, neg, 0),
-            Ok(Kva(0xffff_8880_0fff_f000))
-        );
+        assert_eq!(pcpu.per_cpu_ptr(&k, neg, 0), Ok(Kva(0xffff_8880_0fff_f000)));
         assert!(matches!(
             pcpu.per_cpu_ptr(&k, neg, 2),
             Err(Error::Limit { .. })
