@@ -26,6 +26,7 @@ pub mod addr;
 pub mod arena;
 pub mod array;
 pub mod bpf_map;
+pub mod btf;
 pub mod error;
 pub mod htab;
 pub mod kallsyms;

@@ -53,8 +53,14 @@ pub struct BpfMapOffsets {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BtfOffsets {
     pub id: u32,
+    /// `void *data`: the raw BTF as loaded (header, types, strings).
+    pub data: u32,
     pub data_size: u32,
     pub name: u32,
+    /// `struct btf *base_btf`: set for split BTF (modules), NULL otherwise.
+    pub base_btf: u32,
+    /// `bool kernel_btf`: vmlinux or module BTF, not loaded by user space.
+    pub kernel_btf: u32,
 }
 
 /// `struct bpf_array` (include/linux/bpf.h). `value`, `ptrs` and `pptrs` are

@@ -292,6 +292,7 @@ mod tests {
                 id: 96,
                 data_size: 88,
                 name: 168,
+                ..BtfOffsets::default()
             },
             ..Offsets::default()
         }

@@ -881,8 +881,11 @@ fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
     let btf = r.require_struct("btf", Some((&bpf_map, "btf", 1)))?;
     o.btf = BtfOffsets {
         id: r.require(&btf, "id")?,
+        data: r.require(&btf, "data")?,
         data_size: r.require(&btf, "data_size")?,
         name: r.require(&btf, "name")?,
+        base_btf: r.require(&btf, "base_btf")?,
+        kernel_btf: r.require(&btf, "kernel_btf")?,
     };
 
     let array = r.require_struct("bpf_array", None)?;
@@ -1211,7 +1214,9 @@ mod tests {
                 ("data", void_ptr, 0),
                 ("data_size", u32_, 704),
                 ("id", u32_, 768),
+                ("base_btf", void_ptr, 1280),
                 ("name", char_arr, 1344),
+                ("kernel_btf", u8_, 1792),
             ],
         );
         // bpf_array: value/ptrs/pptrs in anonymous structs in an anonymous union.

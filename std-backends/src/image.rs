@@ -5,7 +5,7 @@ use std::path::Path;
 
 use bpfmem_core::phys::PhysRange;
 use bpfmem_core::vmcoreinfo::{find_vmcoreinfo, VmcoreInfo};
-use bpfmem_core::{Pa, PhysRead};
+use bpfmem_core::{Error, Pa, PhysRead, PhysWrite};
 
 use crate::error::SourceError;
 use crate::kernel::{
@@ -93,6 +93,20 @@ impl PhysRead for Image {
         match self {
             Image::Core(c) => c.next_range(from),
             Image::Ram(r) => r.next_range(from),
+        }
+    }
+}
+
+impl PhysWrite for Image {
+    /// Raw RAM files opened with [`RamFile::open_writable`] take writes; ELF
+    /// cores are records of the past and refuse them.
+    fn write_phys(&self, pa: Pa, buf: &[u8]) -> bpfmem_core::Result<()> {
+        match self {
+            Image::Core(_) => Err(Error::WriteFailed {
+                pa,
+                len: buf.len() as u64,
+            }),
+            Image::Ram(r) => r.write_phys(pa, buf),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub use bpfmem_core as core;
 
+pub mod access;
 pub mod btf;
 pub mod error;
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
@@ -11,6 +12,7 @@ pub mod kernel;
 #[cfg(any(feature = "core-file", feature = "ram-file"))]
 pub mod source;
 
+pub use access::{AccessError, ArenaPageData, ArenaPages, BpfMapAccessor, Entries, Entry, MapBtf};
 pub use error::{FilePart, SourceError, SourceErrorKind};
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
 pub use image::Image;

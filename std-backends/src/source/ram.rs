@@ -6,18 +6,22 @@
 //! memory as it changes, possibly torn across a read.
 
 use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bpfmem_core::phys::PhysRange;
-use bpfmem_core::{Pa, PhysRead, Region, RegionMap};
+use bpfmem_core::{Error, Pa, PhysRead, PhysWrite, Region, RegionMap};
 use memmap2::Mmap;
 
-use crate::error::SourceError;
+use crate::error::{SourceError, SourceErrorKind};
 
 /// A raw guest-RAM file, mapped, read as physical memory.
 pub struct RamFile {
     path: PathBuf,
     mem: RegionMap<Mmap, Vec<Region>>,
+    /// The file opened for writing, when [`RamFile::open_writable`] opened it.
+    writer: Option<File>,
 }
 
 impl RamFile {
@@ -51,10 +55,29 @@ impl RamFile {
         Self::with_map(path, map, regions)
     }
 
+    /// [`RamFile::open`], and writable through [`PhysWrite`]: the memory of a
+    /// guest its VMM lets us change. Writes go through the file (`pwrite(2)`),
+    /// so a guest that maps the same file shared sees them at once.
+    pub fn open_writable(path: impl AsRef<Path>, base: Pa) -> Result<Self, SourceError> {
+        let path = path.as_ref();
+        let file = OpenOptions::new().read(true).write(true).open(path);
+        let file = file.map_err(|error| {
+            let kind = SourceErrorKind::Io {
+                op: "cannot open for writing",
+                error,
+            };
+            SourceError::new(path, None, kind)
+        })?;
+        let mut ram = Self::open(path, base)?;
+        ram.writer = Some(file);
+        Ok(ram)
+    }
+
     fn with_map(path: &Path, map: Mmap, regions: Vec<Region>) -> Result<Self, SourceError> {
         Ok(RamFile {
             path: path.to_path_buf(),
             mem: super::region_map(path, map, regions)?,
+            writer: None,
         })
     }
 
@@ -89,12 +112,40 @@ impl PhysRead for RamFile {
     }
 }
 
+impl PhysWrite for RamFile {
+    /// All of `buf` lands inside one region of the file, or nothing is written.
+    fn write_phys(&self, pa: Pa, buf: &[u8]) -> bpfmem_core::Result<()> {
+        let refused = Error::WriteFailed {
+            pa,
+            len: buf.len() as u64,
+        };
+        let file = self.writer.as_ref().ok_or(refused)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let end = pa
+            .checked_add((buf.len() as u64).saturating_sub(1))
+            .ok_or(refused)?;
+        let region = self
+            .regions()
+            .iter()
+            .find(|r| r.pa <= pa && end.offset_from(r.pa).is_some_and(|o| o < r.len))
+            .ok_or(refused)?;
+        let offset = pa
+            .offset_from(region.pa)
+            .and_then(|o| o.checked_add(region.offset))
+            .ok_or(refused)?;
+        file.write_all_at(buf, offset).map_err(|_| refused)
+    }
+}
+
 impl fmt::Debug for RamFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RamFile")
             .field("path", &self.path)
             .field("len", &self.len())
             .field("regions", &self.regions())
+            .field("writable", &self.writer.is_some())
             .finish()
     }
 }
@@ -102,7 +153,6 @@ impl fmt::Debug for RamFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::SourceErrorKind;
     use bpfmem_core::Error;
 
     fn ram(len: usize) -> (tempfile::TempDir, PathBuf) {
@@ -111,6 +161,31 @@ mod tests {
         let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, bytes).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn writes_land_in_the_file_and_are_read_back() {
+        let (_dir, path) = ram(0x3000);
+        let ro = RamFile::open(&path, Pa(0x10_0000)).unwrap();
+        assert!(matches!(
+            ro.write_phys(Pa(0x10_0000), &[1]),
+            Err(Error::WriteFailed { .. })
+        ));
+        let rw = RamFile::open_writable(&path, Pa(0x10_0000)).unwrap();
+        rw.write_phys(Pa(0x10_0ffe), &[0xaa, 0xbb, 0xcc, 0xdd])
+            .unwrap();
+        assert_eq!(rw.read_u32(Pa(0x10_0ffe)).unwrap(), 0xddcc_bbaa);
+        // The read-only mapping of the same file sees it too.
+        assert_eq!(ro.read_u32(Pa(0x10_0ffe)).unwrap(), 0xddcc_bbaa);
+        // Nothing is written unless all of it fits.
+        assert!(rw.write_phys(Pa(0x10_2ffe), &[9, 9, 9, 9]).is_err());
+        assert_eq!(rw.read_u16(Pa(0x10_2ffe)).unwrap(), {
+            let b = [(0x2ffe % 251) as u8, (0x2fff % 251) as u8];
+            u16::from_le_bytes(b)
+        });
+        assert!(rw.write_phys(Pa(0xf_ffff), &[1, 2]).is_err());
+        assert!(rw.write_phys(Pa(u64::MAX), &[1, 2]).is_err());
+        assert_eq!(rw.write_phys(Pa(0), &[]), Ok(()));
     }
 
     #[test]
