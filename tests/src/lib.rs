@@ -9,6 +9,7 @@ pub mod apt;
 pub mod cache;
 pub mod initramfs;
 pub mod kernels;
+pub mod poke;
 pub mod qemu;
 pub mod testbed;
 

@@ -58,7 +58,17 @@ pub struct Artifacts {
     pub manifest: Vec<u8>,
     pub console: PathBuf,
     pub boot_time: Duration,
+    /// What the live step returned, or why it failed.
+    pub live: Option<Result<String, String>>,
 }
+
+/// Waits up to a timeout for a console line starting with a prefix, and returns
+/// the rest of that line.
+pub type WaitLine<'a> = dyn Fn(&str, Duration) -> Fallible<String> + 'a;
+
+/// Work on the running guest after its memory was dumped: gets the RAM file the
+/// guest runs in and a [`WaitLine`]; its result is kept in [`Artifacts::live`].
+pub type LiveStep<'a> = dyn Fn(&Path, &WaitLine<'_>) -> Fallible<String> + 'a;
 
 struct Kill(Child);
 
@@ -70,15 +80,22 @@ impl Drop for Kill {
 }
 
 /// Boot, wait for the manifest, dump, quit.
-pub fn run_guest(spec: &Spec<'_>, manifest_end: &str) -> Fallible<Artifacts> {
+pub fn run_guest(
+    spec: &Spec<'_>,
+    manifest_end: &str,
+    live: Option<&LiveStep<'_>>,
+) -> Fallible<Artifacts> {
     let dir = spec.dir;
     fs::create_dir_all(dir)?;
+    // The guest runs in `ram-live.bin`; `ram.bin` is its copy at the moment of
+    // the ELF dump, so both images hold the same frozen state.
     let ram = dir.join("ram.bin");
+    let ram_live = dir.join("ram-live.bin");
     let elf = dir.join("dump.elf");
     let debugcon = dir.join("debugcon.out");
     let console = dir.join("console.log");
     let qmp = dir.join("qmp.sock");
-    for f in [&ram, &elf, &debugcon, &console, &qmp] {
+    for f in [&ram, &ram_live, &elf, &debugcon, &console, &qmp] {
         let _ = fs::remove_file(f);
     }
     let cpu = match spec.boot {
@@ -93,7 +110,7 @@ pub fn run_guest(spec: &Spec<'_>, manifest_end: &str) -> Fallible<Artifacts> {
         .arg("-object")
         .arg(format!(
             "memory-backend-file,id=mem,size={MEM_MIB}M,mem-path={},share=on",
-            ram.display()
+            ram_live.display()
         ))
         .args(["-machine", "pc,memory-backend=mem"])
         .arg("-kernel")
@@ -129,10 +146,25 @@ pub fn run_guest(spec: &Spec<'_>, manifest_end: &str) -> Fallible<Artifacts> {
         "dump-guest-memory",
         json!({"paging": false, "protocol": format!("file:{}", elf.display())}),
     )?;
+    // A stopped guest writes nothing: copy its RAM as it was at the dump.
+    fs::copy(&ram_live, &ram).map_err(|e| format!("copying the RAM file: {e}"))?;
+    // The images are taken; now the guest may run again and be changed.
+    let live = match live {
+        Some(step) => {
+            q.execute("cont", json!({}))?;
+            let seen = fs::read_to_string(&console).map_or(0, |c| c.len());
+            let wait = |prefix: &str, timeout: Duration| wait_line(&console, seen, prefix, timeout);
+            let r = step(&ram_live, &wait).map_err(|e| e.to_string());
+            q.execute("stop", json!({}))?;
+            Some(r)
+        }
+        None => None,
+    };
     // QEMU may close the socket before it answers `quit`; its exit status is
     // what counts.
     let _ = q.execute("quit", json!({}));
     let status = child.0.wait()?;
+    let _ = fs::remove_file(&ram_live);
     if !status.success() {
         return Err(format!("qemu exited with {status} after quit").into());
     }
@@ -142,13 +174,50 @@ pub fn run_guest(spec: &Spec<'_>, manifest_end: &str) -> Fallible<Artifacts> {
         manifest,
         console,
         boot_time,
+        live,
     })
+}
+
+/// The rest of the first console line after byte `from` that starts with
+/// `prefix`, waiting up to `timeout`.
+fn wait_line(console: &Path, from: usize, prefix: &str, timeout: Duration) -> Fallible<String> {
+    let start = Instant::now();
+    loop {
+        let text = fs::read_to_string(console).unwrap_or_default();
+        let fresh = text.get(from..).unwrap_or_default();
+        if let Some(rest) = fresh
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix(prefix))
+        {
+            return Ok(rest.to_string());
+        }
+        if let Some(line) = fresh.lines().find(|l| is_kernel_crash(l)) {
+            return Err(format!("guest kernel crashed: {}", line.trim()).into());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("no console line '{prefix}...' within {timeout:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A console line that says the guest kernel crashed.
+pub fn is_kernel_crash(line: &str) -> bool {
+    [
+        "Oops:",
+        "Kernel panic",
+        "BUG:",
+        "general protection fault",
+        "double fault",
+    ]
+    .iter()
+    .any(|w| line.contains(w))
 }
 
 fn wait_for_manifest(
@@ -185,8 +254,14 @@ fn wait_for_manifest(
             )
             .into());
         }
-        if fs::read_to_string(console).is_ok_and(|c| c.contains("BPFMEM-FATAL")) {
+        let text = fs::read_to_string(console).unwrap_or_default();
+        if text.contains("BPFMEM-FATAL") {
             return Err(format!("guest agent failed; console:\n{}", tail(console, 30)).into());
+        }
+        // A kernel that oopsed may limp on or hang; either way its memory is no
+        // longer a healthy kernel's. Give up on it at once.
+        if let Some(line) = text.lines().find(|l| is_kernel_crash(l)) {
+            return Err(format!("guest kernel crashed: {}", line.trim()).into());
         }
         std::thread::sleep(Duration::from_millis(100));
     }

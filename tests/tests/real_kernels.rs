@@ -5,7 +5,10 @@
 
 use bpfmem::kernel::BtfOrigin;
 use bpfmem::source::{ElfCore, RamFile};
-use bpfmem::{DiscoverOptions, Image, Kernel, VmcoreinfoOrigin};
+use bpfmem::{
+    ArenaPageData, BpfMapAccessor, DiscoverOptions, Entry, Image, Kernel, VmcoreinfoOrigin,
+};
+use bpfmem_core::uapi::MapType;
 use bpfmem_core::vmcoreinfo::{find_vmcoreinfo, Framing, VmcoreInfo};
 use bpfmem_core::{Kva, Pa, PhysRead};
 use bpfmem_tests::qemu::{Boot, MEM_MIB};
@@ -192,6 +195,9 @@ fn manifest_reports_every_map_the_agent_made() {
             "lru_pcpu_hash",
             "hash_big",
             "hash_empty",
+            "poke",
+            "btf_hash",
+            "st_ops",
         ] {
             assert!(
                 names.contains(&want),
@@ -380,5 +386,182 @@ fn btf_from_the_image_equals_btf_from_the_package_vmlinux() {
             "{}",
             g.name
         );
+    }
+}
+
+#[test]
+fn map_contents_read_from_memory_equal_the_manifest() {
+    for g in guests() {
+        for (what, k) in kernels_of(g) {
+            let ctx = |m: &str| format!("{}: {what}: map {m}", g.name);
+            for mm in &g.manifest.maps {
+                let id = mm.id;
+                if MapType(mm.map_type) == MapType::ARENA {
+                    let mut pages = k
+                        .arena_pages(id)
+                        .unwrap_or_else(|e| panic!("{}: {e}", ctx(&mm.name)));
+                    let mut got = Vec::new();
+                    let mut p = ArenaPageData {
+                        user_addr: 0,
+                        data: Vec::new(),
+                    };
+                    while pages
+                        .next_into(&mut p)
+                        .unwrap_or_else(|e| panic!("{}: {e}", ctx(&mm.name)))
+                    {
+                        got.push((p.user_addr, p.data.clone()));
+                    }
+                    let want: Vec<_> = mm
+                        .arena_pages
+                        .iter()
+                        .map(|p| (p.user_addr, p.data.0.clone()))
+                        .collect();
+                    assert_eq!(got, want, "{}: present pages", ctx(&mm.name));
+                    continue;
+                }
+                let mut got: Vec<Entry> = k
+                    .entries(id)
+                    .unwrap_or_else(|e| panic!("{}: {e}", ctx(&mm.name)))
+                    .collect::<Result<_, _>>()
+                    .unwrap_or_else(|e| panic!("{}: {e}", ctx(&mm.name)));
+                got.sort_by(|a, b| a.key.cmp(&b.key));
+                assert_eq!(got.len(), mm.entries.len(), "{}: entries", ctx(&mm.name));
+                for (e, want) in got.iter().zip(&mm.entries) {
+                    assert_eq!(e.key, want.key.0, "{}: keys", ctx(&mm.name));
+                    match (&want.value, &want.values) {
+                        (Some(v), None) => {
+                            assert_eq!(e.value, v.0, "{}: key {:?}", ctx(&mm.name), e.key)
+                        }
+                        (None, Some(per_cpu)) => {
+                            let got: Vec<&[u8]> = e.percpu_values(mm.value_size).collect();
+                            let want: Vec<&[u8]> = per_cpu.iter().map(|v| &v.0[..]).collect();
+                            assert_eq!(got, want, "{}: key {:?}", ctx(&mm.name), e.key);
+                        }
+                        _ => panic!("{}: manifest entry without a value", ctx(&mm.name)),
+                    }
+                }
+            }
+            // Where each kernel keeps per-CPU pointers of a 4-byte-key hash:
+            // decided from the image alone, and reported.
+            if let Some(pcpu) = g.manifest.maps.iter().find(|m| m.name == "pcpu_hash") {
+                let at = k.pcpu_ptr_at(pcpu.id).unwrap();
+                eprintln!("{}: {what}: pcpu_hash per-CPU pointers at {at:?}", g.name);
+                assert!(at.is_some(), "{}: {what}", g.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn single_values_read_by_key_equal_the_manifest() {
+    for g in guests() {
+        for (what, k) in kernels_of(g) {
+            for mm in &g.manifest.maps {
+                match MapType(mm.map_type) {
+                    MapType::ARRAY => {
+                        // The last key and a window inside its value.
+                        let last = mm.entries.iter().max_by_key(|e| le_u32(&e.key.0)).unwrap();
+                        let key = le_u32(&last.key.0);
+                        let value = &last.value.as_ref().unwrap().0;
+                        let mut buf = vec![0u8; value.len()];
+                        k.read_array_value(mm.id, key, 0, &mut buf).unwrap();
+                        assert_eq!(&buf, value, "{}: {what}: {} key {key}", g.name, mm.name);
+                        if value.len() > 3 {
+                            let mut w = vec![0u8; value.len() - 3];
+                            k.read_array_value(mm.id, key, 2, &mut w).unwrap();
+                            assert_eq!(&w[..], &value[2..value.len() - 1]);
+                        }
+                        assert!(k
+                            .read_array_value(mm.id, mm.max_entries, 0, &mut buf)
+                            .is_err());
+                        assert!(k.read_array_value(mm.id, key, 1, &mut buf).is_err());
+                    }
+                    MapType::PERCPU_ARRAY => {
+                        for e in &mm.entries {
+                            let mut out = Vec::new();
+                            k.read_percpu_array_value(mm.id, le_u32(&e.key.0), &mut out)
+                                .unwrap();
+                            let want: Vec<u8> = e
+                                .values
+                                .as_ref()
+                                .unwrap()
+                                .iter()
+                                .flat_map(|v| v.0.clone())
+                                .collect();
+                            assert_eq!(out, want, "{}: {what}: {}", g.name, mm.name);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().unwrap())
+}
+
+#[test]
+fn a_value_written_into_running_guest_ram_is_what_the_guest_reads() {
+    for g in guests() {
+        let p = g
+            .poke
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: live write round trip: {e}", g.name));
+        assert!(p.crosses_page, "{}", g.name);
+        assert_eq!(p.written.0.len(), 1000, "{}", g.name);
+        assert_eq!(
+            p.seen, p.written,
+            "{}: bpf(2) in the guest returned other bytes for poke key {} than the host wrote at kva {:#x}",
+            g.name, p.key, p.kva
+        );
+        // The frozen images still hold the value from before the write.
+        let poke = g.manifest.maps.iter().find(|m| m.name == "poke").unwrap();
+        let before = &poke
+            .entries
+            .iter()
+            .find(|e| e.key.0 == p.key.to_le_bytes())
+            .unwrap();
+        assert_ne!(before.value.as_ref().unwrap(), &p.written, "{}", g.name);
+    }
+}
+
+#[test]
+fn map_btf_read_from_memory_equals_what_the_guest_reported() {
+    for g in guests() {
+        let m = &g.manifest;
+        assert!(
+            !m.btfs.is_empty(),
+            "{}: the agent reported no BTF object",
+            g.name
+        );
+        for (what, k) in kernels_of(g) {
+            for mm in m.maps.iter().filter(|mm| mm.btf_id != 0) {
+                let got = k
+                    .map_btf(mm.id)
+                    .unwrap_or_else(|e| panic!("{}: {what}: {}: {e}", g.name, mm.name))
+                    .unwrap_or_else(|| panic!("{}: {what}: {}: no BTF", g.name, mm.name));
+                let want = m.btfs.iter().find(|b| b.id == mm.btf_id).unwrap();
+                assert_eq!(got.id, want.id, "{}: {what}: {}", g.name, mm.name);
+                assert_eq!(got.name, want.name, "{}: {what}: {}", g.name, mm.name);
+                assert_eq!(got.kernel_btf, want.kernel_btf, "{}: {what}", g.name);
+                assert!(!got.split, "{}: {what}: program BTF is not split", g.name);
+                assert_eq!(
+                    got.data, want.data.0,
+                    "{}: {what}: {} BTF bytes",
+                    g.name, mm.name
+                );
+            }
+            // The BTF the agent built itself, byte for byte.
+            let own = m.maps.iter().find(|mm| mm.name == "btf_hash").unwrap();
+            let got = k.map_btf(own.id).unwrap().unwrap();
+            assert_eq!(
+                got.data,
+                bpfmem_guest_agent::btf::blob(),
+                "{}: {what}",
+                g.name
+            );
+        }
     }
 }

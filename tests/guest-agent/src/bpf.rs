@@ -7,12 +7,13 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use bpfmem_core::uapi::{
-    percpu_value_size, BpfMapInfo, GetIdAttr, InfoByFdAttr, MapCreateAttr, MapElemAttr, MapType,
-    BPF_MAP_CREATE, BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_NEXT_KEY,
-    BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_OBJ_GET_INFO_BY_FD,
+    percpu_value_size, BpfBtfInfo, BpfMapInfo, GetIdAttr, InfoByFdAttr, MapCreateAttr, MapElemAttr,
+    MapType, BPF_BTF_GET_FD_BY_ID, BPF_BTF_LOAD, BPF_MAP_CREATE, BPF_MAP_GET_FD_BY_ID,
+    BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM,
+    BPF_OBJ_GET_INFO_BY_FD,
 };
 use bpfmem_guest_agent::plan::PAGE_SIZE;
-use zerocopy::{Immutable, IntoBytes};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `bpf(cmd, attr, sizeof(*attr))`.
 ///
@@ -217,6 +218,124 @@ pub fn map_info(fd: &impl AsRawFd) -> io::Result<BpfMapInfo> {
     };
     // SAFETY: `info` is a live `BpfMapInfo` of `info_len` bytes, and the kernel
     // writes at most `info_len` bytes to it.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info)
+}
+
+/// The `BPF_BTF_LOAD` arm of `union bpf_attr`, through `btf_log_true_size`
+/// (v6.4+, output only; older kernels see a zero tail and accept it). Not in
+/// `bpfmem_core::uapi`, which only reads.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct BtfLoadAttr {
+    /// User address of the raw BTF.
+    btf: u64,
+    /// User address of the log buffer.
+    btf_log_buf: u64,
+    /// Bytes of raw BTF.
+    btf_size: u32,
+    /// Bytes of log buffer.
+    btf_log_size: u32,
+    /// 0: no log; 1: log.
+    btf_log_level: u32,
+    /// Output: the log size the kernel wanted (v6.4+).
+    btf_log_true_size: u32,
+}
+
+/// Why `BPF_BTF_LOAD` failed: the error and the kernel's log.
+pub struct BtfLoadError {
+    /// The error of the logged attempt.
+    pub error: io::Error,
+    /// The BTF verifier's log, trimmed.
+    pub log: String,
+}
+
+/// The log buffer of a failed `BPF_BTF_LOAD`'s second try. The kernel wants
+/// at least 128 bytes (`bpf_vlog_init()`).
+const BTF_LOG_SIZE: usize = 1 << 16;
+
+fn btf_load_once(blob: &[u8], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
+    let (log_buf, log_size, log_level) = match log {
+        Some(buf) => (
+            buf.as_mut_ptr() as u64,
+            u32::try_from(buf.len()).map_err(|_| einval())?,
+            1,
+        ),
+        None => (0, 0, 0),
+    };
+    let mut attr = BtfLoadAttr {
+        btf: blob.as_ptr() as u64,
+        btf_log_buf: log_buf,
+        btf_size: u32::try_from(blob.len()).map_err(|_| einval())?,
+        btf_log_size: log_size,
+        btf_log_level: log_level,
+        btf_log_true_size: 0,
+    };
+    // SAFETY: the kernel reads `btf_size` bytes at `btf`, which is `blob`, and
+    // writes at most `btf_log_size` bytes at `btf_log_buf`, the live exclusive
+    // `log` slice of that length (or nothing, when both are 0).
+    owned_fd(unsafe { sys_bpf(BPF_BTF_LOAD, &mut attr) }?)
+}
+
+/// `BPF_BTF_LOAD` of a raw BTF blob. On failure, loads again with a log (as
+/// libbpf does) and returns the kernel's reasons.
+pub fn btf_load(blob: &[u8]) -> Result<OwnedFd, BtfLoadError> {
+    let error = match btf_load_once(blob, None) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut log = vec![0u8; BTF_LOG_SIZE];
+    // The second try's own error may be about the log (ENOSPC): keep the first.
+    if let Ok(fd) = btf_load_once(blob, Some(&mut log)) {
+        // Not expected: the same blob went through this time.
+        return Ok(fd);
+    }
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let log = String::from_utf8_lossy(&log[..end])
+        .trim()
+        .replace('\n', " | ");
+    Err(BtfLoadError { error, log })
+}
+
+/// `BPF_BTF_GET_FD_BY_ID`.
+pub fn btf_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetIdAttr {
+        start_id: id,
+        ..GetIdAttr::default()
+    };
+    // SAFETY: this arm holds no user addresses.
+    owned_fd(unsafe { sys_bpf(BPF_BTF_GET_FD_BY_ID, &mut attr) }?)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a BTF object, copying up to `data.len()` bytes
+/// of its raw BTF into `data` and its NUL-terminated name into `name`
+/// (`btf_get_info_by_fd()`, kernel/bpf/btf.c). The returned `btf_size` is the
+/// whole size, which may exceed `data.len()`; `name_len` is the name's length.
+/// A `name` shorter than the name gives ENOSPC.
+pub fn btf_info(fd: &impl AsRawFd, data: &mut [u8], name: &mut [u8]) -> io::Result<BpfBtfInfo> {
+    let addr = |b: &mut [u8]| {
+        if b.is_empty() {
+            0
+        } else {
+            b.as_mut_ptr() as u64
+        }
+    };
+    let mut info = BpfBtfInfo {
+        btf: addr(data),
+        btf_size: u32::try_from(data.len()).map_err(|_| einval())?,
+        name: addr(name),
+        name_len: u32::try_from(name.len()).map_err(|_| einval())?,
+        ..BpfBtfInfo::default()
+    };
+    let mut attr = InfoByFdAttr {
+        bpf_fd: u32::try_from(fd.as_raw_fd()).map_err(|_| einval())?,
+        info_len: u32::try_from(size_of::<BpfBtfInfo>()).map_err(|_| einval())?,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes to `info`, a live
+    // `BpfBtfInfo` of that size; at most `btf_size` bytes to `btf`, the live
+    // exclusive `data` slice of that length (address 0 when empty, then nothing
+    // is copied); at most `name_len` bytes to `name`, likewise.
     unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
     Ok(info)
 }

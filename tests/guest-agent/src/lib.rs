@@ -6,6 +6,7 @@
 //! to the `isa-debugcon` port, terminated by [`MANIFEST_END`]. The runner reads it
 //! back with the same types.
 
+pub mod btf;
 pub mod manifest;
 pub mod plan;
 

@@ -2,10 +2,10 @@
 //!
 //! As PID 1 it mounts /proc, /sys and /dev, loads the modules in
 //! `/modules/order`, creates the maps of [`plan::MAPS`] with contents from the
-//! `bpfmem.seed=` kernel parameter, dumps every map in the system through
-//! `bpf(2)`, writes that manifest to the `isa-debugcon` port (0xe9) followed by
-//! [`MANIFEST_END`], prints [`READY`] on the console and sleeps forever (init must
-//! not exit). If it cannot, it prints `BPFMEM-FATAL: <why>` instead of READY.
+//! `bpfmem.seed=` kernel parameter, dumps every map in the system and the BTF
+//! objects of those maps through `bpf(2)`, writes that manifest to the
+//! `isa-debugcon` port (0xe9) followed by [`MANIFEST_END`], prints [`READY`] on
+//! the console and sleeps forever (init must not exit). If it cannot, it prints `BPFMEM-FATAL: <why>` instead of READY.
 //!
 //! `--host-selftest [--seed N]` does the map work on the machine it runs on,
 //! without mounts, modules or debugcon, prints the manifest JSON on stdout and
@@ -16,12 +16,13 @@ mod debugcon;
 mod maps;
 mod sys;
 mod truth;
+mod vmlinux;
 
 use std::io::{self, BufWriter, Write};
 use std::panic;
 use std::path::Path;
 
-use bpfmem_guest_agent::manifest::{Manifest, FATAL, MANIFEST_VERSION};
+use bpfmem_guest_agent::manifest::{Hex, Manifest, FATAL, MANIFEST_VERSION, POKE_SEEN};
 use bpfmem_guest_agent::plan;
 use bpfmem_guest_agent::{MANIFEST_END, READY};
 
@@ -64,8 +65,9 @@ fn gather(seed: u64, notes: Vec<String>, modules: Vec<String>) -> (Manifest, Vec
 
     let created = maps::create_all(seed, nr_cpus, &mut notes);
     let maps = truth::dump_all(nr_cpus, &created, &mut notes);
+    let btfs = truth::dump_btfs(&maps, &mut notes);
     notes.extend(
-        maps::check_against_plan(seed, nr_cpus, &created, &maps)
+        maps::check_against_plan(seed, nr_cpus, &created, &maps, &btfs)
             .into_iter()
             .map(|p| format!("check: {p}")),
     );
@@ -79,6 +81,7 @@ fn gather(seed: u64, notes: Vec<String>, modules: Vec<String>) -> (Manifest, Vec
         online_cpus,
         kallsyms,
         maps,
+        btfs,
         modules,
         notes,
     };
@@ -141,10 +144,68 @@ fn run_init() {
         (Ok(()), 0) => console.line(&format!(
             "{FATAL}: no map could be created (see the manifest notes)"
         )),
-        (Ok(()), _) => console.line(READY),
+        (Ok(()), _) => {
+            console.line(READY);
+            watch_poke(&created, &mut console);
+        }
     }
     // Keep the maps until the guest is killed.
     std::mem::forget(created);
+}
+
+/// Watch the [`plan::POKE`] map forever and report every value that changes and
+/// then holds still for one more poll (the host may write a value in pieces).
+fn watch_poke(created: &[maps::Created], console: &mut Console) {
+    let Some(c) = created
+        .iter()
+        .find(|c| plan::MAPS.get(c.index as usize).map(|m| m.name) == Some(plan::POKE))
+    else {
+        console.line("bpfmem-agent: no poke map to watch");
+        return;
+    };
+    let map = c
+        .fd()
+        .try_clone()
+        .and_then(|fd| bpf::map_info(&fd).and_then(|info| bpf::Map::new(fd, &info, 1)));
+    let map = match map {
+        Ok(m) => m,
+        Err(e) => {
+            console.line(&format!("bpfmem-agent: poke map: {}", sys::errno_text(&e)));
+            return;
+        }
+    };
+    let read = |key: u32| -> Option<Vec<u8>> {
+        let mut v = vec![0u8; map.value_buf()];
+        map.lookup(&key.to_le_bytes(), &mut v)
+            .ok()
+            .filter(|&found| found)?;
+        Some(v)
+    };
+    let entries = plan::MAPS
+        .iter()
+        .find(|m| m.name == plan::POKE)
+        .map_or(0, |m| m.max_entries);
+    let mut known: Vec<Option<Vec<u8>>> = (0..entries).map(read).collect();
+    let mut changed: Vec<Option<Vec<u8>>> = vec![None; known.len()];
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        for key in 0..entries {
+            let i = key as usize;
+            let now = read(key);
+            if now == known[i] {
+                changed[i] = None;
+                continue;
+            }
+            if changed[i].is_some() && changed[i] == now {
+                let hex = now.clone().map(|v| Hex(v).to_string()).unwrap_or_default();
+                console.line(&format!("{POKE_SEEN} {key} {hex}"));
+                known[i] = now;
+                changed[i] = None;
+            } else {
+                changed[i] = now;
+            }
+        }
+    }
 }
 
 /// Compact JSON, then [`MANIFEST_END`].
@@ -174,6 +235,15 @@ fn host_selftest(args: &[String]) -> i32 {
     let (manifest, created) = gather(seed, Vec::new(), Vec::new());
     for note in &manifest.notes {
         eprintln!("note: {note}");
+    }
+    for b in &manifest.btfs {
+        eprintln!(
+            "btf {}: name {:?}, kernel_btf {}, {} bytes",
+            b.id,
+            b.name,
+            b.kernel_btf,
+            b.data.0.len()
+        );
     }
     let problems = manifest
         .notes

@@ -16,10 +16,15 @@ pub const READY: &str = "BPFMEM-READY";
 /// Printed on the console, followed by a message, when the agent cannot do its job.
 pub const FATAL: &str = "BPFMEM-FATAL";
 
+/// Printed on the console as `BPFMEM-POKE-SEEN <key> <value hex>` when a value of
+/// the [`crate::plan::POKE`] map changed after [`READY`] and then held still for
+/// one more poll: what `bpf(2)` says the host wrote into guest memory.
+pub const POKE_SEEN: &str = "BPFMEM-POKE-SEEN";
+
 /// Everything the agent knows about the guest it runs in.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Manifest {
-    /// Schema version: 1.
+    /// Schema version: [`MANIFEST_VERSION`] of the agent that wrote it.
     pub version: u32,
     /// Seed the map contents were derived from (`bpfmem.seed=` on the kernel command line).
     pub seed: u64,
@@ -34,6 +39,10 @@ pub struct Manifest {
     pub kallsyms: BTreeMap<String, u64>,
     /// Every map in the system, by ascending id.
     pub maps: Vec<MapManifest>,
+    /// The BTF objects of those maps (their `btf_id`s), by ascending id
+    /// (version 2+).
+    #[serde(default)]
+    pub btfs: Vec<BtfManifest>,
     /// Kernel modules the agent loaded (or found already loaded).
     pub modules: Vec<String>,
     /// Whatever the agent could not do, human readable. Notes starting with
@@ -42,8 +51,10 @@ pub struct Manifest {
     pub notes: Vec<String>,
 }
 
-/// Current [`Manifest::version`].
-pub const MANIFEST_VERSION: u32 = 1;
+/// Current [`Manifest::version`]. 2 added [`Manifest::btfs`],
+/// [`MapManifest::btf_vmlinux_value_type_id`] and [`MapManifest::btf_vmlinux_id`];
+/// a version 1 manifest reads with those empty and 0.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// The kallsyms names the agent looks up.
 pub const KALLSYMS_WANTED: &[&str] = &[
@@ -90,10 +101,33 @@ pub struct MapManifest {
     pub btf_key_type_id: u32,
     /// BTF type id of the value.
     pub btf_value_type_id: u32,
+    /// struct_ops: BTF type id of the kernel struct the value is (version 2+).
+    #[serde(default)]
+    pub btf_vmlinux_value_type_id: u32,
+    /// struct_ops from v6.9: id of the BTF object holding that type (vmlinux or
+    /// a module); 0 before (version 2+).
+    #[serde(default)]
+    pub btf_vmlinux_id: u32,
     /// Every entry, sorted by key bytes. Empty for maps without keys (arena).
     pub entries: Vec<Entry>,
     /// Arena pages the agent wrote, with their contents read back.
     pub arena_pages: Vec<ArenaPage>,
+}
+
+/// One BTF object, as `BPF_OBJ_GET_INFO_BY_FD` (`struct bpf_btf_info`)
+/// reports it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BtfManifest {
+    /// BTF object id (`btf_idr`).
+    pub id: u32,
+    /// Name: empty for BTF loaded by a program, "vmlinux" or a module name for
+    /// the kernel's.
+    pub name: String,
+    /// The kernel's own BTF (vmlinux or a module).
+    pub kernel_btf: bool,
+    /// The raw BTF (`btf->data`): for loaded BTF, the bytes that were loaded.
+    /// Empty if it was larger than the agent copies (see the notes).
+    pub data: Hex,
 }
 
 /// One key and its value(s).
@@ -302,17 +336,39 @@ mod tests {
                 btf_id: 0,
                 btf_key_type_id: 0,
                 btf_value_type_id: 0,
+                btf_vmlinux_value_type_id: 0,
+                btf_vmlinux_id: 0,
                 entries: vec![],
                 arena_pages: vec![ArenaPage {
                     user_addr: 0x4000_0000_0000,
                     data: Hex(vec![9; 4096]),
                 }],
             }],
+            btfs: vec![BtfManifest {
+                id: 5,
+                name: String::new(),
+                kernel_btf: false,
+                data: Hex(vec![0x9f, 0xeb, 1, 0]),
+            }],
             modules: vec![],
             notes: vec!["x".into()],
         };
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<Manifest>(&s).unwrap(), m);
+    }
+
+    /// Version 1 manifests lack the version 2 fields; they read as empty and 0.
+    #[test]
+    fn version_1_manifest_reads() {
+        let v1 = r#"{"version":1,"seed":1,"release":"6.1.0","possible_cpus":[0],
+            "online_cpus":[0],"kallsyms":{},"maps":[{"id":1,"name":"arr","map_type":2,
+            "type_name":"array","key_size":4,"value_size":8,"max_entries":1,"map_flags":0,
+            "map_extra":0,"btf_id":0,"btf_key_type_id":0,"btf_value_type_id":0,
+            "entries":[],"arena_pages":[]}],"modules":[],"notes":[]}"#;
+        let m: Manifest = serde_json::from_str(v1).unwrap();
+        assert!(m.btfs.is_empty());
+        assert_eq!(m.maps[0].btf_vmlinux_value_type_id, 0);
+        assert_eq!(m.maps[0].btf_vmlinux_id, 0);
     }
 
     #[test]

@@ -9,11 +9,17 @@
 //! - the value of the `n`-th entry is `VALUE | n`, and for per-CPU maps the value
 //!   for the CPU at position `p` of the possible-CPU list is `VALUE | (p + 1) << 32 | n`;
 //! - arena page `g` is `ARENA_PAGE | g`.
+//!
+//! `btf_hash` carries the agent's own BTF ([`crate::btf`]) for its key and
+//! value; its bytes are seeded like any other hash map's, whatever the fields
+//! mean. `st_ops` is a struct_ops map whose value type comes from the kernel's
+//! BTF; it is never updated, so it reads as key 0 with a value of zeros.
 
 use std::collections::HashSet;
 
 use bpfmem_core::uapi::{MapType, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC};
 
+use crate::btf::{BK_SIZE, BK_TYPE_ID, BV_SIZE, BV_TYPE_ID};
 use crate::manifest::{seeded_bytes, Entry, Hex};
 
 /// Page size of the test-bed guests (x86-64).
@@ -39,6 +45,26 @@ pub mod stream {
     pub const ARENA_PAGE: u64 = 1 << 62;
 }
 
+/// Where the BTF type ids of a map come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapBtf {
+    /// No BTF.
+    None,
+    /// Key and value types of the agent's own BTF ([`crate::btf::blob`]).
+    Own {
+        /// `btf_key_type_id`.
+        key_type_id: u32,
+        /// `btf_value_type_id`.
+        value_type_id: u32,
+    },
+    /// A struct_ops map: the value is this struct of the kernel's BTF
+    /// (`btf_vmlinux_value_type_id`), and the value size is its size; the
+    /// [`MapSpec::value_size`] in the plan is a placeholder 0. `map_create()`
+    /// (kernel/bpf/syscall.c, v6.1..v6.18) still wants a program BTF in
+    /// `btf_fd`, so the agent's own BTF goes there, with no key or value type.
+    VmlinuxValue(&'static str),
+}
+
 /// One map to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapSpec {
@@ -58,6 +84,8 @@ pub struct MapSpec {
     pub map_extra: u64,
     /// Entries to insert (arrays: slots to set, from 0).
     pub entries: u32,
+    /// BTF type ids.
+    pub btf: MapBtf,
 }
 
 impl MapSpec {
@@ -77,6 +105,7 @@ impl MapSpec {
             map_flags: 0,
             map_extra: 0,
             entries: 0,
+            btf: MapBtf::None,
         }
     }
 
@@ -90,6 +119,11 @@ impl MapSpec {
         self
     }
 
+    const fn with_btf(mut self, btf: MapBtf) -> Self {
+        self.btf = btf;
+        self
+    }
+
     /// Arrays: every slot always exists.
     pub fn is_array(&self) -> bool {
         matches!(self.map_type, MapType::ARRAY | MapType::PERCPU_ARRAY)
@@ -97,7 +131,7 @@ impl MapSpec {
 }
 
 /// The maps, in creation order; the index is the `map_index` of their bytes.
-pub const MAPS: [MapSpec; 15] = [
+pub const MAPS: [MapSpec; 18] = [
     MapSpec::new("arr", MapType::ARRAY, 4, 8, 64).fill(64),
     MapSpec::new("arr_v20", MapType::ARRAY, 4, 20, 100).fill(100),
     // 1000-byte elements straddle pages.
@@ -125,8 +159,26 @@ pub const MAPS: [MapSpec; 15] = [
         map_flags: BPF_F_MMAPABLE,
         map_extra: ARENA_USER_ADDR,
         entries: 0,
+        btf: MapBtf::None,
     },
+    // The live-write target: 40 KB of values, so vmalloc'd, and 1000-byte
+    // values straddle pages that are not physically adjacent.
+    MapSpec::new(POKE, MapType::ARRAY, 4, 1000, 40).fill(40),
+    // `struct bk` -> `struct bv`: structs, an enum, bitfields.
+    MapSpec::new("btf_hash", MapType::HASH, BK_SIZE, BV_SIZE, 64)
+        .fill(20)
+        .with_btf(MapBtf::Own {
+            key_type_id: BK_TYPE_ID,
+            value_type_id: BV_TYPE_ID,
+        }),
+    // Value size 0: the size of the vmlinux struct, found at run time.
+    MapSpec::new("st_ops", MapType::STRUCT_OPS, 4, 0, 1)
+        .with_btf(MapBtf::VmlinuxValue("bpf_struct_ops_tcp_congestion_ops")),
 ];
+
+/// The map the host writes into while the guest runs; the agent watches it
+/// through `bpf(2)` and reports changes (see [`crate::manifest::POKE_SEEN`]).
+pub const POKE: &str = "poke";
 
 /// The keys of map `map_index`, in insertion order.
 pub fn keys(seed: u64, map_index: u32, spec: &MapSpec) -> Vec<Vec<u8>> {
@@ -183,7 +235,21 @@ pub fn arena_page(seed: u64, map_index: u32, page: u32) -> Vec<u8> {
 
 /// Every entry map `map_index` should hold, sorted by key bytes as in a manifest.
 /// `nr_cpus` is the number of possible CPUs (used by per-CPU maps only).
+///
+/// A struct_ops map holds one key, 0, and `spec.value_size` bytes of zeros: a
+/// map never updated is in `BPF_STRUCT_OPS_STATE_INIT`, and
+/// `bpf_struct_ops_map_sys_lookup_elem()` (kernel/bpf/bpf_struct_ops.c,
+/// v6.1..v6.18) returns zeros for it. Pass the spec with the value size the map
+/// was created with.
 pub fn expected_entries(seed: u64, map_index: u32, spec: &MapSpec, nr_cpus: u32) -> Vec<Entry> {
+    if spec.map_type == MapType::STRUCT_OPS {
+        let zeros = vec![0u8; usize::try_from(spec.value_size).unwrap_or(0)];
+        return vec![Entry {
+            key: Hex(0u32.to_le_bytes().to_vec()),
+            value: Some(Hex(zeros)),
+            values: None,
+        }];
+    }
     let mut entries: Vec<Entry> = keys(seed, map_index, spec)
         .into_iter()
         .zip(0u32..)
@@ -254,6 +320,37 @@ mod tests {
             assert_eq!(set.len(), keys.len());
             assert!(keys.iter().all(|k| k.len() == m.key_size as usize));
         }
+    }
+
+    #[test]
+    fn maps_with_btf_come_last() {
+        assert_eq!(MAPS[15].name, POKE);
+        assert_eq!(MAPS[16].name, "btf_hash");
+        assert_eq!(
+            MAPS[16].btf,
+            MapBtf::Own {
+                key_type_id: BK_TYPE_ID,
+                value_type_id: BV_TYPE_ID
+            }
+        );
+        assert_eq!((MAPS[16].key_size, MAPS[16].value_size), (8, 24));
+        assert_eq!(MAPS[17].name, "st_ops");
+        assert!(matches!(MAPS[17].btf, MapBtf::VmlinuxValue(_)));
+        assert!(MAPS[..16].iter().all(|m| m.btf == MapBtf::None));
+    }
+
+    #[test]
+    fn struct_ops_reads_as_zeros() {
+        let spec = MapSpec {
+            value_size: 256,
+            ..MAPS[17]
+        };
+        assert!(keys(1, 17, &spec).is_empty());
+        let e = expected_entries(1, 17, &spec, 2);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].key, Hex(vec![0; 4]));
+        assert_eq!(e[0].value, Some(Hex(vec![0; 256])));
+        assert_eq!(e[0].values, None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Ground truth: every map in the system as `bpf(2)` reports it.
 
+use std::collections::BTreeSet;
+
 use bpfmem_core::uapi::{percpu_value_size, BpfMapInfo, MapType};
-use bpfmem_guest_agent::manifest::{ArenaPage, Entry, Hex, MapManifest};
+use bpfmem_guest_agent::manifest::{ArenaPage, BtfManifest, Entry, Hex, MapManifest};
 use bpfmem_guest_agent::plan::PAGE_SIZE;
 
 use crate::bpf::{self, Map};
@@ -13,6 +15,12 @@ const MAX_MAPS: usize = 1 << 16;
 /// Stop dumping a map after this many keys: a hash map whose keys churn can make
 /// `BPF_MAP_GET_NEXT_KEY` start over forever.
 const MAX_ENTRIES_PER_MAP: usize = 1 << 21;
+/// The largest raw BTF copied into the manifest. Program BTF is kilobytes;
+/// vmlinux BTF, which no map's `btf_id` names, is megabytes.
+const MAX_BTF_DATA: u32 = 1 << 20;
+/// Name buffer for `bpf_btf_info::name`: module names are shorter
+/// (`MODULE_NAME_LEN`, 56).
+const BTF_NAME_BUF: usize = 64;
 
 /// Walk `map_idr` through `BPF_MAP_GET_NEXT_ID` and dump every map. `created`
 /// supplies the arena pages the agent wrote.
@@ -90,9 +98,61 @@ fn manifest_from_info(info: &BpfMapInfo) -> MapManifest {
         btf_id: info.btf_id,
         btf_key_type_id: info.btf_key_type_id,
         btf_value_type_id: info.btf_value_type_id,
+        btf_vmlinux_value_type_id: info.btf_vmlinux_value_type_id,
+        btf_vmlinux_id: info.btf_vmlinux_id,
         entries: Vec::new(),
         arena_pages: Vec::new(),
     }
+}
+
+/// The BTF object of every map with one (`btf_id`), each once, by ascending id.
+pub fn dump_btfs(maps: &[MapManifest], notes: &mut Vec<String>) -> Vec<BtfManifest> {
+    let ids: BTreeSet<u32> = maps
+        .iter()
+        .map(|m| m.btf_id)
+        .filter(|&id| id != 0)
+        .collect();
+    ids.into_iter()
+        .filter_map(|id| match dump_btf(id, notes) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                notes.push(format!("BTF {id}: {e}"));
+                None
+            }
+        })
+        .collect()
+}
+
+/// `BPF_BTF_GET_FD_BY_ID`, then `BPF_OBJ_GET_INFO_BY_FD` twice: once for the
+/// size, once with a buffer that size.
+fn dump_btf(id: u32, notes: &mut Vec<String>) -> Result<BtfManifest, String> {
+    let fd = bpf::btf_get_fd_by_id(id)
+        .map_err(|e| format!("BPF_BTF_GET_FD_BY_ID: {}", errno_text(&e)))?;
+    let info_err = |e: std::io::Error| format!("BPF_OBJ_GET_INFO_BY_FD: {}", errno_text(&e));
+    let mut name = [0u8; BTF_NAME_BUF];
+    let sized = bpf::btf_info(&fd, &mut [], &mut name).map_err(info_err)?;
+    let mut data = Vec::new();
+    if sized.btf_size > MAX_BTF_DATA {
+        notes.push(format!(
+            "BTF {id}: {} bytes, more than the {MAX_BTF_DATA} copied: data left out",
+            sized.btf_size
+        ));
+    } else {
+        data = vec![0u8; usize::try_from(sized.btf_size).unwrap_or(0)];
+        let full = bpf::btf_info(&fd, &mut data, &mut name).map_err(info_err)?;
+        if full.btf_size != sized.btf_size {
+            return Err(format!(
+                "size changed from {} to {} bytes",
+                sized.btf_size, full.btf_size
+            ));
+        }
+    }
+    Ok(BtfManifest {
+        id: sized.id,
+        name: name_of(&name),
+        kernel_btf: sized.kernel_btf != 0,
+        data: Hex(data),
+    })
 }
 
 /// Every key through `BPF_MAP_GET_NEXT_KEY`, each looked up with
