@@ -184,8 +184,9 @@ pub trait BpfMapAccessor {
         out: &mut Vec<u8>,
     ) -> Result<(), AccessError>;
 
-    /// Every entry of a HASH, LRU_HASH, PERCPU_HASH, LRU_PERCPU_HASH, ARRAY or
-    /// PERCPU_ARRAY map (arrays: every key below `max_entries`).
+    /// Every entry of a HASH, LRU_HASH, PERCPU_HASH, LRU_PERCPU_HASH, ARRAY,
+    /// PERCPU_ARRAY or STRUCT_OPS map (arrays: every key below `max_entries`;
+    /// struct_ops: key 0).
     fn entries(&self, id: u32) -> Result<Box<dyn Entries + '_>, AccessError>;
 
     /// The pages present in an ARENA map; untouched pages are absent.
@@ -390,7 +391,15 @@ impl<M: PhysRead> BpfMapAccessor for Kernel<M> {
                     pcpu,
                 }))
             }
-            _ => Err(wrong(&m, "a hash or array map")),
+            MapType::STRUCT_OPS => {
+                let mut value = vec![0u8; m.value_size as usize];
+                self.read_array_value(id, 0, 0, &mut value)?;
+                Ok(Box::new(OneEntry(Some(Entry {
+                    key: 0u32.to_le_bytes().to_vec(),
+                    value,
+                }))))
+            }
+            _ => Err(wrong(&m, "a hash, array or struct_ops map")),
         }
     }
 
@@ -432,6 +441,21 @@ impl<M: PhysRead> BpfMapAccessor for Kernel<M> {
             split: btf.base_btf.get() != 0,
             data,
         }))
+    }
+}
+
+/// The one entry of a struct_ops map.
+struct OneEntry(Option<Entry>);
+
+impl Entries for OneEntry {
+    fn next_into(&mut self, entry: &mut Entry) -> Result<bool, AccessError> {
+        match self.0.take() {
+            Some(e) => {
+                *entry = e;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 

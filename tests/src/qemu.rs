@@ -185,6 +185,8 @@ fn wait_line(console: &Path, from: usize, prefix: &str, timeout: Duration) -> Fa
     loop {
         let text = fs::read_to_string(console).unwrap_or_default();
         let fresh = text.get(from..).unwrap_or_default();
+        // Only whole lines: the file may end in the middle of one being written.
+        let fresh = fresh.rfind('\n').map_or("", |end| &fresh[..end]);
         if let Some(rest) = fresh
             .lines()
             .find_map(|l| l.trim_end().strip_prefix(prefix))

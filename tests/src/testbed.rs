@@ -200,6 +200,10 @@ fn boot_with_retries(name: &str, spec: &qemu::Spec<'_>) -> Fallible<qemu::Artifa
     }
 }
 
+/// Bumped whenever what a boot leaves behind changes, so that
+/// `BPFMEM_TESTBED_REUSE=1` does not reuse results of an older test bed.
+const STAMP_REVISION: u32 = 2;
+
 fn boot_one(k: &Kernel, initrd: &Path, boot: Boot, seed: u64, agent: &Path) -> Fallible<Guest> {
     let name = format!("{}-{}", k.line.name, boot.name());
     let dir = cache::root().join("guests").join(&name);
@@ -208,7 +212,7 @@ fn boot_one(k: &Kernel, initrd: &Path, boot: Boot, seed: u64, agent: &Path) -> F
         Boot::BzImage { .. } => &k.bzimage,
     };
     let stamp = format!(
-        "{} {} {seed} {:016x}",
+        "r{STAMP_REVISION} {} {} {seed} {:016x}",
         k.package,
         boot.name(),
         fnv(&fs::read(agent)?)
