@@ -45,6 +45,10 @@ pub enum AccessError {
     PcpuLayoutUnknown { id: u32 },
     /// Reading kernel memory for map `id` failed.
     Memory { id: u32, error: Error },
+    /// The live `bpf(2)` backend failed (the command, the errno, and for
+    /// missing privileges what to do).
+    #[cfg(feature = "bpf-syscall")]
+    Live(crate::live::LiveError),
 }
 
 impl fmt::Display for AccessError {
@@ -78,6 +82,8 @@ impl fmt::Display for AccessError {
                 "map {id}: cannot tell where this kernel keeps per-CPU pointers in hash elements"
             ),
             AccessError::Memory { id, error } => write!(f, "map {id}: {error}"),
+            #[cfg(feature = "bpf-syscall")]
+            AccessError::Live(e) => write!(f, "{e}"),
         }
     }
 }
@@ -86,6 +92,8 @@ impl std::error::Error for AccessError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             AccessError::Memory { error, .. } => Some(error),
+            #[cfg(feature = "bpf-syscall")]
+            AccessError::Live(e) => Some(e),
             _ => None,
         }
     }

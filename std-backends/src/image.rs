@@ -13,10 +13,15 @@ use crate::kernel::{
 };
 use crate::source::{ElfCore, RamFile};
 
-/// A memory image: an ELF core or a raw RAM file.
+/// A kernel's physical memory: an ELF core or a raw RAM file, or the running
+/// host's `/proc/kcore` or `/dev/mem`.
 pub enum Image {
     Core(ElfCore),
     Ram(RamFile),
+    #[cfg(feature = "kcore")]
+    Kcore(crate::source::Kcore),
+    #[cfg(feature = "devmem")]
+    DevMem(crate::source::DevMem),
 }
 
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -43,18 +48,26 @@ impl Image {
         match self {
             Image::Core(c) => c.path(),
             Image::Ram(r) => r.path(),
+            #[cfg(feature = "kcore")]
+            Image::Kcore(k) => k.path(),
+            #[cfg(feature = "devmem")]
+            Image::DevMem(d) => d.path(),
         }
     }
 
     /// The kernel's VMCOREINFO: the ELF note when the core has a usable one, else
     /// the best copy found in memory.
     pub fn vmcoreinfo(&self) -> bpfmem_core::Result<(VmcoreInfo, VmcoreinfoOrigin)> {
-        if let Image::Core(core) = self {
-            if let Some(desc) = core.vmcoreinfo_note() {
-                if let Ok(info) = VmcoreInfo::from_note_desc(desc) {
-                    if info.is_complete() {
-                        return Ok((info, VmcoreinfoOrigin::ElfNote));
-                    }
+        let note = match self {
+            Image::Core(core) => core.vmcoreinfo_note(),
+            #[cfg(feature = "kcore")]
+            Image::Kcore(k) => k.vmcoreinfo_note(),
+            _ => None,
+        };
+        if let Some(desc) = note {
+            if let Ok(info) = VmcoreInfo::from_note_desc(desc) {
+                if info.is_complete() {
+                    return Ok((info, VmcoreinfoOrigin::ElfNote));
                 }
             }
         }
@@ -86,6 +99,10 @@ impl PhysRead for Image {
         match self {
             Image::Core(c) => c.read_phys(pa, buf),
             Image::Ram(r) => r.read_phys(pa, buf),
+            #[cfg(feature = "kcore")]
+            Image::Kcore(k) => k.read_phys(pa, buf),
+            #[cfg(feature = "devmem")]
+            Image::DevMem(d) => d.read_phys(pa, buf),
         }
     }
 
@@ -93,20 +110,24 @@ impl PhysRead for Image {
         match self {
             Image::Core(c) => c.next_range(from),
             Image::Ram(r) => r.next_range(from),
+            #[cfg(feature = "kcore")]
+            Image::Kcore(k) => k.next_range(from),
+            #[cfg(feature = "devmem")]
+            Image::DevMem(d) => d.next_range(from),
         }
     }
 }
 
 impl PhysWrite for Image {
     /// Raw RAM files opened with [`RamFile::open_writable`] take writes; ELF
-    /// cores are records of the past and refuse them.
+    /// cores are records of the past, and the live sources are read-only here.
     fn write_phys(&self, pa: Pa, buf: &[u8]) -> bpfmem_core::Result<()> {
         match self {
-            Image::Core(_) => Err(Error::WriteFailed {
+            Image::Ram(r) => r.write_phys(pa, buf),
+            _ => Err(Error::WriteFailed {
                 pa,
                 len: buf.len() as u64,
             }),
-            Image::Ram(r) => r.write_phys(pa, buf),
         }
     }
 }

@@ -9,7 +9,9 @@ pub mod error;
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
 pub mod image;
 pub mod kernel;
-#[cfg(any(feature = "core-file", feature = "ram-file"))]
+#[cfg(feature = "bpf-syscall")]
+pub mod live;
+#[cfg(any(feature = "core-file", feature = "ram-file", feature = "devmem"))]
 pub mod source;
 
 pub use access::{AccessError, ArenaPageData, ArenaPages, BpfMapAccessor, Entries, Entry, MapBtf};
@@ -17,3 +19,5 @@ pub use error::{FilePart, SourceError, SourceErrorKind};
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
 pub use image::Image;
 pub use kernel::{DiscoverOptions, DiscoveryError, Kernel, VmcoreinfoOrigin};
+#[cfg(feature = "bpf-syscall")]
+pub use live::{ArenaPresence, LiveBpf, LiveError};

@@ -565,3 +565,61 @@ fn map_btf_read_from_memory_equals_what_the_guest_reported() {
         }
     }
 }
+
+#[test]
+fn each_guest_reads_its_own_maps_through_proc_kcore() {
+    for g in guests() {
+        let r = g
+            .manifest
+            .kcore
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: the agent did not read /proc/kcore", g.name));
+        assert_eq!(r.error, None, "{}: /proc/kcore", g.name);
+        assert!(
+            r.ok,
+            "{}: /proc/kcore disagrees with bpf(2): {:?}",
+            g.name, r.problems
+        );
+        // Every map, every entry: with the image tests above, the bpf(2) view,
+        // the in-guest kcore view and the host's image view agree entry for entry.
+        assert_eq!(r.maps as usize, g.manifest.maps.len(), "{}", g.name);
+        let entries: usize = g
+            .manifest
+            .maps
+            .iter()
+            .map(|m| m.entries.len() + m.arena_pages.len())
+            .sum();
+        assert_eq!(r.entries as usize, entries, "{}", g.name);
+        eprintln!(
+            "{}: /proc/kcore: {} maps, {} entries in {} ms",
+            g.name, r.maps, r.entries, r.elapsed_ms
+        );
+    }
+}
+
+#[test]
+fn dev_mem_reads_ram_exactly_where_the_kernel_allows_it() {
+    for g in guests() {
+        let r = g
+            .manifest
+            .devmem
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: the agent did not try /dev/mem", g.name));
+        let config = g
+            .kernel
+            .bzimage
+            .with_file_name(format!("config-{}", g.kernel.release));
+        let config = std::fs::read_to_string(&config)
+            .unwrap_or_else(|e| panic!("{}: {}: {e}", g.name, config.display()));
+        if config.lines().any(|l| l == "CONFIG_STRICT_DEVMEM=y") {
+            // devmem_is_allowed() refuses RAM: bpfmem must say so, once, clearly.
+            let e = r.error.as_deref().unwrap_or_else(|| {
+                panic!("{}: /dev/mem read RAM on a STRICT_DEVMEM kernel", g.name)
+            });
+            assert!(e.contains("CONFIG_STRICT_DEVMEM"), "{}: {e}", g.name);
+        } else {
+            assert_eq!(r.error, None, "{}", g.name);
+            assert!(r.ok, "{}: /dev/mem: {:?}", g.name, r.problems);
+        }
+    }
+}

@@ -110,7 +110,7 @@ pub struct ElfCore {
 
 /// One `PT_NOTE` segment inside `ElfCore::note_bytes`.
 #[derive(Clone, Copy, Debug)]
-struct NoteSegment {
+pub(super) struct NoteSegment {
     /// Where the segment starts in the file.
     file_offset: u64,
     /// Where it starts in `note_bytes`.
@@ -133,19 +133,19 @@ pub struct Note<'a> {
 
 /// What to do with `PT_LOAD` segments that run past the end of the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Truncation {
+pub(super) enum Truncation {
     Refuse,
     Clip,
 }
 
 /// An error before the file's path is attached.
 #[derive(Debug)]
-struct Fail {
-    offset: u64,
-    kind: SourceErrorKind,
+pub(super) struct Fail {
+    pub(super) offset: u64,
+    pub(super) kind: SourceErrorKind,
 }
 
-type Parsed<T> = Result<T, Fail>;
+pub(super) type Parsed<T> = Result<T, Fail>;
 
 impl ElfCore {
     /// Map the core at `path` and check its headers and notes. A `PT_LOAD`
@@ -164,7 +164,7 @@ impl ElfCore {
 
     fn open_with(path: &Path, truncation: Truncation) -> Result<Self, SourceError> {
         let map = super::map_file(path)?;
-        let layout = Layout::parse(&map, truncation)
+        let layout = Layout::parse(&map, map.len() as u64, truncation)
             .map_err(|f| SourceError::new(path, Some(f.offset), f.kind))?;
         let mem = super::region_map(path, map, layout.regions)?;
         Ok(ElfCore {
@@ -246,10 +246,10 @@ impl fmt::Debug for ElfCore {
 /// The notes of an [`ElfCore`]; see [`ElfCore::notes`].
 #[derive(Clone, Debug)]
 pub struct Notes<'a> {
-    bytes: &'a [u8],
-    segments: &'a [NoteSegment],
-    seg: usize,
-    pos: usize,
+    pub(super) bytes: &'a [u8],
+    pub(super) segments: &'a [NoteSegment],
+    pub(super) seg: usize,
+    pub(super) pos: usize,
 }
 
 impl<'a> Iterator for Notes<'a> {
@@ -345,18 +345,19 @@ fn pad4(len: usize) -> usize {
 
 /// What the headers of a core say, checked against the file.
 #[derive(Debug)]
-struct Layout {
-    regions: Vec<Region>,
-    clipped: Vec<Region>,
-    note_bytes: Vec<u8>,
-    note_segments: Vec<NoteSegment>,
+pub(super) struct Layout {
+    pub(super) regions: Vec<Region>,
+    pub(super) clipped: Vec<Region>,
+    pub(super) note_bytes: Vec<u8>,
+    pub(super) note_segments: Vec<NoteSegment>,
 }
 
 impl Layout {
-    /// Read the headers of the core in `bytes`. Everything is copied out of
+    /// Read the headers of the core whose first bytes are `bytes` (all of it,
+    /// for a mapped file; enough for the headers and notes, for a file read
+    /// piecewise) and which is `file_len` bytes long. Everything is copied out of
     /// `bytes` before it is checked.
-    fn parse(bytes: &[u8], truncation: Truncation) -> Parsed<Layout> {
-        let file_len = bytes.len() as u64;
+    pub(super) fn parse(bytes: &[u8], file_len: u64, truncation: Truncation) -> Parsed<Layout> {
         let ehdr = read_ehdr(bytes)?;
         let (phoff, table) = phdr_table(bytes, &ehdr)?;
 
@@ -439,6 +440,11 @@ impl Layout {
                 return Err(bad("p_filesz is larger than p_memsz"));
             }
             let pa = ph.p_paddr.get();
+            // /proc/kcore (fs/proc/kcore.c) marks segments with no physical
+            // address (vmalloc, modules, vmemmap) with p_paddr = -1.
+            if pa == u64::MAX {
+                continue;
+            }
             pa.checked_add(filesz)
                 .ok_or_else(|| bad("p_paddr + p_filesz overflows"))?;
             let mut kept = filesz;
@@ -658,6 +664,48 @@ fn phdr_table<'a>(bytes: &'a [u8], ehdr: &Elf64Ehdr) -> Parsed<(u64, &'a [u8])> 
         Some(table) => Ok((phoff, table)),
         None => Err(truncated),
     }
+}
+
+/// For a core read piecewise: how many of its first bytes hold what
+/// [`Layout::parse`] reads (ELF header, program headers, `PT_NOTE` data), given
+/// `prefix`, its first bytes read so far. `Ok(None)` when the program header
+/// table itself is not in `prefix` yet: read up to [`phdrs_end`] first.
+pub(super) fn headers_end(prefix: &[u8]) -> Parsed<Option<u64>> {
+    let ehdr = read_ehdr(prefix)?;
+    let Ok((_, table)) = phdr_table(prefix, &ehdr) else {
+        return Ok(None);
+    };
+    let mut end = phdrs_end(prefix)?;
+    let mut notes = 0u64;
+    for raw in table.chunks_exact(size_of::<Elf64Phdr>()) {
+        let Ok(ph) = Elf64Phdr::read_from_bytes(raw) else {
+            continue;
+        };
+        if ph.p_type.get() != PT_NOTE {
+            continue;
+        }
+        notes = notes.saturating_add(ph.p_filesz.get());
+        end = end.max(ph.p_offset.get().saturating_add(ph.p_filesz.get()));
+    }
+    if notes > MAX_NOTE_BYTES {
+        return Err(Fail {
+            offset: ehdr.e_phoff.get(),
+            kind: SourceErrorKind::Limit {
+                what: "PT_NOTE data",
+                value: notes,
+                limit: MAX_NOTE_BYTES,
+            },
+        });
+    }
+    Ok(Some(end))
+}
+
+/// Where the program header table ends, from the ELF header in `prefix`.
+pub(super) fn phdrs_end(prefix: &[u8]) -> Parsed<u64> {
+    let ehdr = read_ehdr(prefix)?;
+    Ok(u64::from(ehdr.e_phnum.get())
+        .saturating_mul(PHDR_SIZE)
+        .saturating_add(ehdr.e_phoff.get()))
 }
 
 /// The `EM_*` name of an ELF machine number, for the ones a Linux core may have.
@@ -1368,7 +1416,7 @@ mod tests {
             for v in [0x00, 0xff, 0x80, bytes[i] ^ 1] {
                 copy[i] = v;
                 for t in [Truncation::Refuse, Truncation::Clip] {
-                    if let Ok(layout) = Layout::parse(&copy, t) {
+                    if let Ok(layout) = Layout::parse(&copy, copy.len() as u64, t) {
                         let map = RegionMap::new(&copy[..], &layout.regions[..]);
                         assert!(map.is_ok(), "byte {i:#x} = {v:#x}");
                     }

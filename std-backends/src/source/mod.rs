@@ -1,6 +1,7 @@
-//! Memory sources backed by memory-mapped files: ELF cores and raw guest-RAM
-//! files. Files are mapped, never read whole into RAM; every read copies bytes
-//! out through [`PhysRead`](bpfmem_core::PhysRead).
+//! Physical memory sources: ELF cores and raw guest-RAM files (memory-mapped,
+//! never read whole into RAM), `/proc/kcore` and `/dev/mem` (read with
+//! `pread(2)`). Every read copies bytes out through
+//! [`PhysRead`](bpfmem_core::PhysRead).
 #![cfg_attr(
     not(test),
     deny(
@@ -14,13 +15,21 @@
     )
 )]
 
+#[cfg(feature = "devmem")]
+pub mod devmem;
 #[cfg(feature = "core-file")]
 pub mod elf;
+#[cfg(feature = "kcore")]
+pub mod kcore;
 #[cfg(feature = "ram-file")]
 pub mod ram;
 
+#[cfg(feature = "devmem")]
+pub use devmem::DevMem;
 #[cfg(feature = "core-file")]
 pub use elf::{ElfCore, Note, Notes};
+#[cfg(feature = "kcore")]
+pub use kcore::Kcore;
 #[cfg(feature = "ram-file")]
 pub use ram::RamFile;
 

@@ -14,6 +14,7 @@
 mod bpf;
 mod debugcon;
 mod maps;
+mod selfread;
 mod sys;
 mod truth;
 mod vmlinux;
@@ -73,6 +74,12 @@ fn gather(seed: u64, notes: Vec<String>, modules: Vec<String>) -> (Manifest, Vec
     );
     let release = sys::release(&mut notes);
     let kallsyms = sys::read_kallsyms(&mut notes);
+    // Only a guest reads itself: a host may lack kcore or hold other maps.
+    let (kcore, devmem) = if std::process::id() == 1 {
+        (Some(selfread::kcore(&maps)), Some(selfread::devmem(&maps)))
+    } else {
+        (None, None)
+    };
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         seed,
@@ -82,6 +89,8 @@ fn gather(seed: u64, notes: Vec<String>, modules: Vec<String>) -> (Manifest, Vec
         kallsyms,
         maps,
         btfs,
+        kcore,
+        devmem,
         modules,
         notes,
     };

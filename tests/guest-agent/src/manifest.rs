@@ -43,6 +43,12 @@ pub struct Manifest {
     /// (version 2+).
     #[serde(default)]
     pub btfs: Vec<BtfManifest>,
+    /// The agent's own maps read back with bpfmem through `/proc/kcore`.
+    #[serde(default)]
+    pub kcore: Option<SelfRead>,
+    /// The same through `/dev/mem`.
+    #[serde(default)]
+    pub devmem: Option<SelfRead>,
     /// Kernel modules the agent loaded (or found already loaded).
     pub modules: Vec<String>,
     /// Whatever the agent could not do, human readable. Notes starting with
@@ -54,7 +60,7 @@ pub struct Manifest {
 /// Current [`Manifest::version`]. 2 added [`Manifest::btfs`],
 /// [`MapManifest::btf_vmlinux_value_type_id`] and [`MapManifest::btf_vmlinux_id`];
 /// a version 1 manifest reads with those empty and 0.
-pub const MANIFEST_VERSION: u32 = 2;
+pub const MANIFEST_VERSION: u32 = 3;
 
 /// The kallsyms names the agent looks up.
 pub const KALLSYMS_WANTED: &[&str] = &[
@@ -73,6 +79,26 @@ pub const KALLSYMS_WANTED: &[&str] = &[
     "vmcoreinfo_data",
     "phys_base",
 ];
+
+/// What bpfmem found reading the guest's own memory through a live source,
+/// compared with what `bpf(2)` reported.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct SelfRead {
+    /// `/proc/kcore` or `/dev/mem`.
+    pub source: String,
+    /// Every map found, and every entry equal.
+    pub ok: bool,
+    /// Maps compared.
+    pub maps: u32,
+    /// Entries (arena pages) compared.
+    pub entries: u64,
+    /// Differences, at most a few.
+    pub problems: Vec<String>,
+    /// Why the source could not be read at all.
+    pub error: Option<String>,
+    /// Time from opening the source to the last comparison.
+    pub elapsed_ms: u64,
+}
 
 /// One map, from `bpf_map_info` plus a full dump of its entries.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -350,6 +376,14 @@ mod tests {
                 kernel_btf: false,
                 data: Hex(vec![0x9f, 0xeb, 1, 0]),
             }],
+            kcore: Some(SelfRead {
+                source: "/proc/kcore".into(),
+                ok: true,
+                maps: 1,
+                entries: 2,
+                ..SelfRead::default()
+            }),
+            devmem: None,
             modules: vec![],
             notes: vec!["x".into()],
         };
