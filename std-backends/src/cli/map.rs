@@ -1,0 +1,410 @@
+//! `map show`, `map dump`, `map lookup`, in bpftool's grammar and output.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use bpfmem::{ArenaPageData, Entry};
+use bpfmem_core::bpf_map::MapInfo;
+use bpfmem_core::uapi::MapType;
+use serde_json::{json, Value};
+
+use super::output::{entry_json, entry_plain, entry_plain_percpu, found, hex_json, EntryValue};
+use super::source::Source;
+use super::{Failure, JsonArray, Out};
+
+/// Which maps a verb is about (bpftool's `MAP`).
+pub enum MapSel {
+    All,
+    Id(u32),
+    Name(String),
+}
+
+impl MapSel {
+    /// `id N` or `name NAME` (or nothing, where `allow_all`).
+    pub fn parse(args: &[String], allow_all: bool) -> Result<MapSel, Failure> {
+        match args {
+            [] if allow_all => Ok(MapSel::All),
+            [kw, v] if kw == "id" => v
+                .parse()
+                .map(MapSel::Id)
+                .map_err(|_| Failure::Usage(format!("map id must be a number, not '{v}'"))),
+            [kw, v] if kw == "name" => Ok(MapSel::Name(v.clone())),
+            [kw, _] if kw == "pinned" => Err(Failure::Usage(
+                "maps are chosen by 'id N' or 'name NAME' ('pinned' needs bpffs, which a memory image has not)"
+                    .into(),
+            )),
+            _ => Err(Failure::Usage(format!(
+                "expected 'id N' or 'name NAME', got '{}'",
+                args.join(" ")
+            ))),
+        }
+    }
+
+    fn matches(&self, m: &MapInfo) -> bool {
+        match self {
+            MapSel::All => true,
+            MapSel::Id(id) => m.id == *id,
+            MapSel::Name(n) => m.name() == n,
+        }
+    }
+}
+
+/// The maps `sel` names, or an error naming what was not found.
+fn select(src: &Source, sel: &MapSel) -> Result<Vec<MapInfo>, Failure> {
+    let all = src
+        .maps()
+        .list_maps()
+        .map_err(|e| Failure::Error(format!("{}: {e}", src.name())))?;
+    let chosen: Vec<MapInfo> = all.into_iter().filter(|m| sel.matches(m)).collect();
+    match sel {
+        MapSel::Id(id) if chosen.is_empty() => Err(Failure::Error(format!("no map with id {id}"))),
+        MapSel::Name(n) if chosen.is_empty() => {
+            Err(Failure::Error(format!("no map named '{n}'")))
+        }
+        _ => Ok(chosen),
+    }
+}
+
+/// bpftool's type name, or `type N`.
+fn type_name(t: MapType) -> String {
+    match t.name() {
+        Some(n) => n.to_string(),
+        None => format!("type {}", t.0),
+    }
+}
+
+/// `show_map_header_json()`.
+fn header_json(m: &MapInfo) -> serde_json::Map<String, Value> {
+    let mut o = serde_json::Map::new();
+    o.insert("id".into(), json!(m.id));
+    o.insert(
+        "type".into(),
+        m.map_type.name().map_or_else(|| json!(m.map_type.0), |n| json!(n)),
+    );
+    if !m.name().is_empty() {
+        o.insert("name".into(), json!(m.name()));
+    }
+    o.insert("flags".into(), json!(m.map_flags));
+    o
+}
+
+/// `show_map_header_plain()`.
+fn header_plain(m: &MapInfo) -> String {
+    let mut s = format!("{}: {}  ", m.id, type_name(m.map_type));
+    if !m.name().is_empty() {
+        s.push_str(&format!("name {}  ", m.name()));
+    }
+    s.push_str(&format!("flags 0x{:x}", m.map_flags));
+    s
+}
+
+pub fn show(src: &Source, sel: &MapSel, out: &Out) -> Result<(), Failure> {
+    let maps = select(src, sel)?;
+    if out.json {
+        let v: Vec<Value> = maps
+            .iter()
+            .map(|m| {
+                let (memlock, frozen) = src.fdinfo(m.id);
+                let mut o = header_json(m);
+                o.insert("bytes_key".into(), json!(m.key_size));
+                o.insert("bytes_value".into(), json!(m.value_size));
+                o.insert("max_entries".into(), json!(m.max_entries));
+                if let Some(b) = memlock {
+                    o.insert("bytes_memlock".into(), json!(b));
+                }
+                o.insert("frozen".into(), json!(frozen.unwrap_or(0)));
+                if m.btf_id != 0 {
+                    o.insert("btf_id".into(), json!(m.btf_id));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        // bpftool prints one object for `show id N`, an array otherwise.
+        let v = match sel {
+            MapSel::Id(_) => v.into_iter().next().unwrap_or(Value::Null),
+            _ => Value::Array(v),
+        };
+        return out.json_value(&v);
+    }
+    let mut text = String::new();
+    for m in &maps {
+        let (memlock, frozen) = src.fdinfo(m.id);
+        text.push_str(&header_plain(m));
+        text.push('\n');
+        text.push_str(&format!(
+            "\tkey {}B  value {}B  max_entries {}",
+            m.key_size, m.value_size, m.max_entries
+        ));
+        if let Some(b) = memlock {
+            text.push_str(&format!("  memlock {b}B"));
+        }
+        if frozen.unwrap_or(0) != 0 {
+            text.push_str("  frozen");
+        }
+        text.push('\n');
+        if m.btf_id != 0 {
+            text.push_str(&format!("\tbtf_id {}\n", m.btf_id));
+        }
+    }
+    out.text(&text)
+}
+
+/// Counts entries on stderr while a long dump runs, when stderr is a terminal.
+struct Progress {
+    on: bool,
+    start: Instant,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = Instant::now();
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            start: now,
+            last: now,
+            shown: false,
+        }
+    }
+
+    fn tick(&mut self, map: u32, n: u64) {
+        if !self.on || n % 1024 != 0 {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.start) < Duration::from_millis(500)
+            || now.duration_since(self.last) < Duration::from_millis(200)
+        {
+            return;
+        }
+        self.last = now;
+        self.shown = true;
+        let _ = write!(std::io::stderr(), "\rmap {map}: {n} entries read");
+    }
+
+    fn done(&mut self) {
+        if self.shown {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+            self.shown = false;
+        }
+    }
+}
+
+/// Stream one map's elements to `out`: JSON items into `arr`, or text. Returns
+/// the element count.
+fn dump_one(
+    src: &Source,
+    m: &MapInfo,
+    out: &Out,
+    mut arr: Option<&mut JsonArray<'_>>,
+) -> Result<u64, Failure> {
+    let acc = src.maps();
+    let mut count = 0u64;
+    let fail = |e: bpfmem::AccessError, n: u64| {
+        Failure::Error(format!(
+            "{}: map {} ({}): {e} (after {n} entries)",
+            src.name(),
+            m.id,
+            m.name()
+        ))
+    };
+    if m.map_type == MapType::ARENA {
+        let mut pages = acc.arena_pages(m.id).map_err(|e| fail(e, 0))?;
+        let mut p = ArenaPageData {
+            user_addr: 0,
+            data: Vec::new(),
+        };
+        while pages.next_into(&mut p).map_err(|e| fail(e, count))? {
+            count += 1;
+            match arr.as_deref_mut() {
+                Some(a) => a.item(&json!({ "user_addr": p.user_addr, "data": hex_json(&p.data) }))?,
+                None => out.text(&format!(
+                    "page 0x{:x}:\n{}\n",
+                    p.user_addr,
+                    super::output::fprint_hex(&p.data, " ")
+                ))?,
+            }
+        }
+        return Ok(count);
+    }
+    let mut entries = acc.entries(m.id).map_err(|e| fail(e, 0))?;
+    let percpu = m.map_type.is_percpu();
+    let mut e = Entry::default();
+    let mut progress = Progress::new();
+    let r = loop {
+        match entries.next_into(&mut e) {
+            Ok(true) => {}
+            Ok(false) => break Ok(count),
+            Err(err) => break Err(fail(err, count)),
+        }
+        count += 1;
+        progress.tick(m.id, count);
+        let per_cpu: Vec<&[u8]> = if percpu {
+            e.percpu_values(m.value_size).collect()
+        } else {
+            Vec::new()
+        };
+        let value = if percpu {
+            EntryValue::PerCpu(&per_cpu)
+        } else {
+            EntryValue::One(&e.value)
+        };
+        let written = match (arr.as_deref_mut(), value) {
+            (Some(a), value) => a.item(&entry_json(&e.key, value, None)),
+            (None, EntryValue::One(v)) => out.text(&entry_plain(&e.key, v)),
+            (None, EntryValue::PerCpu(v)) => out.text(&entry_plain_percpu(&e.key, v)),
+        };
+        if let Err(f) = written {
+            break Err(f);
+        }
+    };
+    progress.done();
+    r
+}
+
+pub fn dump(src: &Source, sel: &MapSel, out: &Out) -> Result<(), Failure> {
+    let maps = select(src, sel)?;
+    let several = maps.len() > 1;
+    if !out.json {
+        for m in &maps {
+            if several {
+                out.text(&header_plain(m))?;
+                out.text("\n")?;
+            }
+            let n = dump_one(src, m, out, None)?;
+            out.text(&found(n))?;
+            out.text("\n")?;
+        }
+        return Ok(());
+    }
+    if !several {
+        let mut arr = out.array();
+        for m in &maps {
+            dump_one(src, m, out, Some(&mut arr))?;
+        }
+        return arr.end(true);
+    }
+    // Several maps (one name): bpftool's root array of map objects, each with
+    // its header and an "elements" array.
+    out.text("[")?;
+    for (i, m) in maps.iter().enumerate() {
+        if i > 0 {
+            out.text(",")?;
+        }
+        let head = serde_json::to_string(&Value::Object(header_json(m)))
+            .map_err(|e| Failure::Error(format!("JSON: {e}")))?;
+        out.text(head.strip_suffix('}').unwrap_or(&head))?;
+        out.text(",\"elements\":")?;
+        let mut arr = out.array();
+        dump_one(src, m, out, Some(&mut arr))?;
+        arr.end(false)?;
+        out.text("}")?;
+    }
+    out.text("]\n")
+}
+
+/// `key BYTES` or `key hex BYTES`, as bpftool parses them (`parse_bytes()`:
+/// each byte by `strtoul(.., 0)`, or base 16 after `hex`).
+pub fn parse_key(args: &[String], key_size: u32) -> Result<Vec<u8>, Failure> {
+    let usage = |m: String| Failure::Usage(m);
+    let rest = match args.split_first() {
+        Some((kw, rest)) if kw == "key" => rest,
+        _ => return Err(usage("expected 'key BYTES'".into())),
+    };
+    let (base, bytes) = match rest.split_first() {
+        Some((h, more)) if h == "hex" => (16, more),
+        _ => (0, rest),
+    };
+    let parsed: Result<Vec<u8>, _> = bytes
+        .iter()
+        .map(|b| {
+            let (digits, radix) = match base {
+                16 => (b.as_str(), 16),
+                _ => match b.strip_prefix("0x").or_else(|| b.strip_prefix("0X")) {
+                    Some(h) => (h, 16),
+                    None if b.len() > 1 && b.starts_with('0') => (&b[1..], 8),
+                    None => (b.as_str(), 10),
+                },
+            };
+            u8::from_str_radix(digits, radix).map_err(|_| usage(format!("'{b}' is not a byte")))
+        })
+        .collect();
+    let key = parsed?;
+    if key.len() != key_size as usize {
+        return Err(usage(format!(
+            "key has {} bytes, the map's keys have {key_size}",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
+pub fn lookup(src: &Source, sel: &MapSel, key_args: &[String], out: &Out) -> Result<(), Failure> {
+    let maps = select(src, sel)?;
+    let [m] = &maps[..] else {
+        return Err(Failure::Usage(format!(
+            "{} maps match; look up in one, by id",
+            maps.len()
+        )));
+    };
+    let key = parse_key(key_args, m.key_size)?;
+    let acc = src.maps();
+    let fail = |e: bpfmem::AccessError| Failure::Error(format!("{}: {e}", src.name()));
+    let mut value = Vec::new();
+    let found_it = match m.map_type {
+        MapType::ARRAY | MapType::PERCPU_ARRAY => {
+            let k = u32::from_le_bytes([key[0], key[1], key[2], key[3]]);
+            if k >= m.max_entries {
+                false
+            } else {
+                if m.map_type == MapType::ARRAY {
+                    value.resize(m.value_size as usize, 0);
+                    acc.read_array_value(m.id, k, 0, &mut value).map_err(fail)?;
+                } else {
+                    acc.read_percpu_array_value(m.id, k, &mut value).map_err(fail)?;
+                }
+                true
+            }
+        }
+        _ => {
+            let mut entries = acc.entries(m.id).map_err(fail)?;
+            let mut e = Entry::default();
+            let mut hit = false;
+            while entries.next_into(&mut e).map_err(fail)? {
+                if e.key == key {
+                    value = std::mem::take(&mut e.value);
+                    hit = true;
+                    break;
+                }
+            }
+            hit
+        }
+    };
+    if !found_it {
+        return Err(Failure::Error(format!(
+            "map {} ({}): no entry for key {}",
+            m.id,
+            m.name(),
+            super::output::fprint_hex(&key, " ")
+        )));
+    }
+    let per_cpu: Vec<&[u8]> = if m.map_type.is_percpu() {
+        value.chunks(m.value_size.max(1) as usize).collect()
+    } else {
+        Vec::new()
+    };
+    let v = if m.map_type.is_percpu() {
+        EntryValue::PerCpu(&per_cpu)
+    } else {
+        EntryValue::One(&value)
+    };
+    if out.json {
+        out.json_value(&entry_json(&key, v, None))
+    } else {
+        match v {
+            EntryValue::One(val) => out.text(&entry_plain(&key, val)),
+            EntryValue::PerCpu(vals) => out.text(&entry_plain_percpu(&key, vals)),
+        }
+    }
+}
