@@ -122,6 +122,35 @@ fn build_agent() -> Fallible<PathBuf> {
     Ok(target_dir.join(triple).join("release/bpfmem-guest-agent"))
 }
 
+/// Build the `bpfmem` command (release) for the tests that run it on the
+/// test bed's images, once per test process.
+pub fn bpfmem_bin() -> Fallible<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let ws = cache::workspace();
+        let target_dir = ws.join("target/testbed-cli");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run(Command::new(cargo)
+            .current_dir(&ws)
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "bpfmem",
+                "--bin",
+                "bpfmem",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("CARGO_TARGET_DIR"))
+        .map(|_| target_dir.join("release/bpfmem"))
+        .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(Into::into)
+}
+
 /// The initramfs for kernel `k`: the agent as /init, and `qemu_fw_cfg` so the
 /// kernel hands QEMU its VMCOREINFO note for the ELF dump.
 fn initrd(k: &Kernel, agent: &Path) -> Fallible<PathBuf> {

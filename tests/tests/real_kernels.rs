@@ -623,3 +623,190 @@ fn dev_mem_reads_ram_exactly_where_the_kernel_allows_it() {
         }
     }
 }
+
+/// `bpfmem ARGS` on a test-bed image; stdout, or a panic with stderr.
+fn cli(g: &Guest, args: &[&str]) -> String {
+    let bin = testbed::bpfmem_bin().expect("building bpfmem");
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .output()
+        .expect("running bpfmem");
+    assert!(
+        out.status.success(),
+        "{}: bpfmem {args:?}: {}",
+        g.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+fn cli_json(g: &Guest, args: &[&str]) -> serde_json::Value {
+    let text = cli(g, args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {args:?}: {e}", g.name))
+}
+
+fn hex_bytes(v: &serde_json::Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_command_shows_and_dumps_every_map_as_the_guest_reported() {
+    for g in guests() {
+        let elf = g.elf.to_str().unwrap();
+        let ram = g.ram.to_str().unwrap();
+        // `map show`: bpftool's fields, equal to what bpf(2) said.
+        let shown = cli_json(g, &["--core", elf, "-j", "map", "show"]);
+        assert_eq!(
+            shown,
+            cli_json(g, &["--ram", ram, "-j", "map", "show"]),
+            "{}: ELF and RAM",
+            g.name
+        );
+        let shown = shown.as_array().unwrap();
+        assert_eq!(shown.len(), g.manifest.maps.len(), "{}", g.name);
+        for (s, m) in shown.iter().zip(&g.manifest.maps) {
+            assert_eq!(s["id"], m.id, "{}", g.name);
+            assert_eq!(s["type"], m.type_name.as_str(), "{}", g.name);
+            assert_eq!(s["name"], m.name.as_str(), "{}", g.name);
+            assert_eq!(s["flags"], m.map_flags, "{}", g.name);
+            assert_eq!(s["bytes_key"], m.key_size, "{}", g.name);
+            assert_eq!(s["bytes_value"], m.value_size, "{}", g.name);
+            assert_eq!(s["max_entries"], m.max_entries, "{}", g.name);
+            assert_eq!(s["btf_id"].as_u64().unwrap_or(0), u64::from(m.btf_id));
+        }
+        // `map dump` of every map with entries, from both images.
+        for m in g
+            .manifest
+            .maps
+            .iter()
+            .filter(|m| m.map_type != MapType::ARENA.0)
+        {
+            let id = m.id.to_string();
+            let dumped = cli_json(g, &["--core", elf, "-j", "map", "dump", "id", &id]);
+            assert_eq!(
+                dumped,
+                cli_json(g, &["--ram", ram, "-j", "map", "dump", "id", &id]),
+                "{}: {}: ELF and RAM",
+                g.name,
+                m.name
+            );
+            let mut got: Vec<(Vec<u8>, Vec<Vec<u8>>)> = dumped
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let values = match e.get("values") {
+                        Some(per_cpu) => per_cpu
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| hex_bytes(&v["value"]))
+                            .collect(),
+                        None => vec![hex_bytes(&e["value"])],
+                    };
+                    (hex_bytes(&e["key"]), values)
+                })
+                .collect();
+            got.sort();
+            let want: Vec<(Vec<u8>, Vec<Vec<u8>>)> = m
+                .entries
+                .iter()
+                .map(|e| {
+                    let values = match (&e.value, &e.values) {
+                        (Some(v), _) => vec![v.0.clone()],
+                        (None, Some(vs)) => vs.iter().map(|v| v.0.clone()).collect(),
+                        (None, None) => vec![],
+                    };
+                    (e.key.0.clone(), values)
+                })
+                .collect();
+            assert_eq!(got, want, "{}: map dump {} ({})", g.name, m.id, m.name);
+        }
+        // The arena's pages, as the guest wrote them.
+        if let Some(a) = g
+            .manifest
+            .maps
+            .iter()
+            .find(|m| m.map_type == MapType::ARENA.0)
+        {
+            let id = a.id.to_string();
+            let pages = cli_json(g, &["--core", elf, "-j", "map", "dump", "id", &id]);
+            let got: Vec<(u64, Vec<u8>)> = pages
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["user_addr"].as_u64().unwrap(), hex_bytes(&p["data"])))
+                .collect();
+            let want: Vec<(u64, Vec<u8>)> = a
+                .arena_pages
+                .iter()
+                .map(|p| (p.user_addr, p.data.0.clone()))
+                .collect();
+            assert_eq!(got, want, "{}: arena pages", g.name);
+        }
+    }
+}
+
+#[test]
+fn the_command_fails_cleanly_on_bad_input() {
+    let Some(g) = guests().first() else {
+        return;
+    };
+    let bin = testbed::bpfmem_bin().expect("building bpfmem");
+    let elf = g.elf.to_str().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Usage errors exit 2, one line, no panic.
+    for args in [
+        vec!["--core", elf, "map", "dump", "id", "x"],
+        vec!["--core", elf, "map", "lookup", "id", "1", "key", "1"],
+        vec!["--core", elf, "--ram", elf, "map", "show"],
+    ] {
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(2) || out.status.code() == Some(1),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.starts_with("bpfmem: ") || err.starts_with("error:"),
+            "{args:?}: {err}"
+        );
+    }
+    // A missing map is an error naming it.
+    let out = run(&["--core", elf, "map", "dump", "id", "99999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "bpfmem: no map with id 99999\n"
+    );
+    // A truncated image: one line naming the file and offset.
+    let dir = std::env::temp_dir().join(format!("bpfmem-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cut = dir.join("truncated.elf");
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(&g.elf).unwrap(), 100_000),
+        &mut head,
+    )
+    .unwrap();
+    std::fs::write(&cut, &head).unwrap();
+    let out = run(&["--core", cut.to_str().unwrap(), "map", "show"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("truncated.elf: offset 0x") && err.lines().count() == 1,
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

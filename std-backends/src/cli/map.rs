@@ -58,9 +58,7 @@ fn select(src: &Source, sel: &MapSel) -> Result<Vec<MapInfo>, Failure> {
     let chosen: Vec<MapInfo> = all.into_iter().filter(|m| sel.matches(m)).collect();
     match sel {
         MapSel::Id(id) if chosen.is_empty() => Err(Failure::Error(format!("no map with id {id}"))),
-        MapSel::Name(n) if chosen.is_empty() => {
-            Err(Failure::Error(format!("no map named '{n}'")))
-        }
+        MapSel::Name(n) if chosen.is_empty() => Err(Failure::Error(format!("no map named '{n}'"))),
         _ => Ok(chosen),
     }
 }
@@ -79,7 +77,9 @@ fn header_json(m: &MapInfo) -> serde_json::Map<String, Value> {
     o.insert("id".into(), json!(m.id));
     o.insert(
         "type".into(),
-        m.map_type.name().map_or_else(|| json!(m.map_type.0), |n| json!(n)),
+        m.map_type
+            .name()
+            .map_or_else(|| json!(m.map_type.0), |n| json!(n)),
     );
     if !m.name().is_empty() {
         o.insert("name".into(), json!(m.name()));
@@ -218,7 +218,9 @@ fn dump_one(
         while pages.next_into(&mut p).map_err(|e| fail(e, count))? {
             count += 1;
             match arr.as_deref_mut() {
-                Some(a) => a.item(&json!({ "user_addr": p.user_addr, "data": hex_json(&p.data) }))?,
+                Some(a) => {
+                    a.item(&json!({ "user_addr": p.user_addr, "data": hex_json(&p.data) }))?
+                }
                 None => out.text(&format!(
                     "page 0x{:x}:\n{}\n",
                     p.user_addr,
@@ -362,7 +364,8 @@ pub fn lookup(src: &Source, sel: &MapSel, key_args: &[String], out: &Out) -> Res
                     value.resize(m.value_size as usize, 0);
                     acc.read_array_value(m.id, k, 0, &mut value).map_err(fail)?;
                 } else {
-                    acc.read_percpu_array_value(m.id, k, &mut value).map_err(fail)?;
+                    acc.read_percpu_array_value(m.id, k, &mut value)
+                        .map_err(fail)?;
                 }
                 true
             }

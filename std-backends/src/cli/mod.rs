@@ -54,8 +54,10 @@ impl Out {
         let mut w = self.w.borrow_mut();
         if self.pretty {
             let mut buf = Vec::new();
-            let mut ser =
-                serde_json::Serializer::with_formatter(&mut buf, PrettyFormatter::with_indent(b"    "));
+            let mut ser = serde_json::Serializer::with_formatter(
+                &mut buf,
+                PrettyFormatter::with_indent(b"    "),
+            );
             serde::Serialize::serialize(v, &mut ser)
                 .map_err(|e| Failure::Error(format!("JSON: {e}")))?;
             let pad = " ".repeat(indent);
