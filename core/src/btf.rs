@@ -7,9 +7,11 @@
 //! since v5.11 and `kernel_btf` since v5.11 as well.
 
 use crate::addr::Kva;
+use crate::bpf_prog::IdrObjects;
 use crate::error::{Error, Result};
-use crate::offsets::BtfOffsets;
+use crate::offsets::{BtfOffsets, Offsets};
 use crate::virt::KernelRead;
+use crate::xarray::XaLimits;
 
 /// `BTF_MAX_SIZE` (kernel/bpf/btf.c): the largest blob `BPF_BTF_LOAD` takes.
 pub const BTF_MAX_SIZE: u32 = 16 * 1024 * 1024;
@@ -91,6 +93,27 @@ pub fn read_btf<K: KernelRead + ?Sized>(k: &K, kva: Kva, off: &BtfOffsets) -> Re
     })
 }
 
+/// Every BTF object in the `struct idr` `btf_idr` at `btf_idr`
+/// (kernel/bpf/btf.c), in id order: vmlinux's (id 1 once anything needed it),
+/// modules', and those loaded with `BPF_BTF_LOAD`. Each must carry the id of
+/// its slot (`btf_alloc_id()` sets both).
+pub fn bpf_btf_for_each<'a, K: KernelRead + ?Sized>(
+    k: &'a K,
+    btf_idr: Kva,
+    off: &'a Offsets,
+    limits: XaLimits,
+) -> IdrObjects<'a, K, BtfObject> {
+    IdrObjects::new(
+        k,
+        btf_idr,
+        off,
+        limits,
+        |k, kva, off| read_btf(k, kva, &off.btf),
+        |b| b.id,
+        "btf.id",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +153,64 @@ mod tests {
         o.read_data(&k, &mut buf).unwrap();
         assert_eq!(buf[63], 63);
         assert!(o.read_data(&k, &mut [0u8; 3]).is_err());
+    }
+
+    #[test]
+    fn btf_idr_walk_reads_every_object_and_checks_ids() {
+        use crate::bpf_prog::tests::Image;
+        let mut img = Image::new();
+        let objs = [
+            (1, &b"vmlinux"[..], true, 5_000_000),
+            (2, &b"qemu_fw_cfg"[..], true, 900),
+            (7, &b""[..], false, 310),
+        ];
+        for (id, name, kernel_btf, size) in objs {
+            let b = img.btf(id, name, kernel_btf, size);
+            img.idr_store(id, b);
+        }
+        let k = img.kernel();
+        let got: Result<std::vec::Vec<_>> =
+            bpf_btf_for_each(&k, img.idr, &img.off, XaLimits::default()).collect();
+        let got: std::vec::Vec<_> = got
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b.id,
+                    std::string::String::from(b.name()),
+                    b.kernel_btf,
+                    b.data_size,
+                )
+            })
+            .collect();
+        let want: std::vec::Vec<_> = objs
+            .iter()
+            .map(|&(id, name, kb, size)| {
+                (
+                    id,
+                    std::string::String::from_utf8(name.to_vec()).unwrap(),
+                    kb,
+                    size,
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+
+        // Slot 3 holds an object that says it is 4; user BTF over the cap.
+        let b = img.btf(4, b"", false, 10);
+        img.idr_store(3, b);
+        let k = img.kernel();
+        let mut it = bpf_btf_for_each(&k, img.idr, &img.off, XaLimits::default());
+        assert_eq!(it.next().unwrap().unwrap().id, 1);
+        assert_eq!(it.next().unwrap().unwrap().id, 2);
+        assert_eq!(it.next(), Err(Error::malformed("btf.id", b)));
+        assert_eq!(it.next(), Ok(None));
+        let big = img.btf(3, b"", false, BTF_MAX_SIZE + 1);
+        img.idr_store(3, big);
+        let k = img.kernel();
+        let got: Result<std::vec::Vec<_>> =
+            bpf_btf_for_each(&k, img.idr, &img.off, XaLimits::default()).collect();
+        assert!(matches!(got, Err(Error::Limit { .. })));
     }
 
     #[test]

@@ -180,6 +180,47 @@ pub struct BpfStructOpsMapOffsets {
     pub size: u32,
 }
 
+/// `struct bpf_prog` (include/linux/bpf.h). Same members in v6.1, v6.12 and
+/// v6.18; `aux` moved (56 in v6.1 and v6.12, 80 in v6.18) and `tag` sits in an
+/// anonymous union in v6.18.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfProgOffsets {
+    /// `enum bpf_prog_type type`.
+    pub r#type: u32,
+    /// `u32 len`: number of (translated) instructions.
+    pub len: u32,
+    /// `u32 jited_len`: bytes of JITed image.
+    pub jited_len: u32,
+    /// `u8 tag[BPF_TAG_SIZE]`.
+    pub tag: u32,
+    /// `struct bpf_prog_aux *aux`.
+    pub aux: u32,
+    pub size: u32,
+}
+
+/// `struct bpf_prog_aux` (include/linux/bpf.h).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BpfProgAuxOffsets {
+    pub used_map_cnt: u32,
+    /// `u32 id` (`prog_idr`).
+    pub id: u32,
+    /// `u32 func_cnt`: subprograms, 0 for a program without bpf-to-bpf calls.
+    pub func_cnt: u32,
+    /// `struct bpf_prog **func`: the JITed subprograms.
+    pub func: u32,
+    /// `struct bpf_map **used_maps`.
+    pub used_maps: u32,
+    /// `struct bpf_prog *prog`: back to the program.
+    pub prog: u32,
+    /// `u64 load_time`: `ktime_get_boottime_ns()` at load.
+    pub load_time: u32,
+    /// `char name[BPF_OBJ_NAME_LEN]`.
+    pub name: u32,
+    /// `struct btf *btf`: the program's BTF, NULL without one.
+    pub btf: u32,
+    pub size: u32,
+}
+
 /// Everything the walkers need to know about one kernel's structure layouts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -198,4 +239,6 @@ pub struct Offsets {
     pub bpf_arena: Option<BpfArenaOffsets>,
     /// `None` without `CONFIG_BPF_JIT` (struct_ops needs trampolines).
     pub bpf_struct_ops_map: Option<BpfStructOpsMapOffsets>,
+    pub bpf_prog: BpfProgOffsets,
+    pub bpf_prog_aux: BpfProgAuxOffsets,
 }

@@ -49,6 +49,20 @@ pub enum AccessError {
     /// missing privileges what to do).
     #[cfg(feature = "bpf-syscall")]
     Live(crate::live::LiveError),
+    /// Listing programs or BTF objects out of kernel memory failed (the error
+    /// says where).
+    ObjectMemory {
+        kind: crate::objects::ObjectKind,
+        error: Error,
+    },
+    /// The live backend failed on program or BTF object `id` (0: the id walk
+    /// itself). Missing privileges are [`AccessError::Live`] instead.
+    #[cfg(feature = "bpf-syscall")]
+    ObjectLive {
+        kind: crate::objects::ObjectKind,
+        id: u32,
+        error: crate::live::LiveError,
+    },
 }
 
 impl fmt::Display for AccessError {
@@ -84,6 +98,15 @@ impl fmt::Display for AccessError {
             AccessError::Memory { id, error } => write!(f, "map {id}: {error}"),
             #[cfg(feature = "bpf-syscall")]
             AccessError::Live(e) => write!(f, "{e}"),
+            AccessError::ObjectMemory { kind, error } => {
+                write!(f, "listing {}: {error}", kind.plural())
+            }
+            #[cfg(feature = "bpf-syscall")]
+            AccessError::ObjectLive { kind, id: 0, error } => {
+                write!(f, "listing {}: {error}", kind.plural())
+            }
+            #[cfg(feature = "bpf-syscall")]
+            AccessError::ObjectLive { kind, id, error } => write!(f, "{kind} {id}: {error}"),
         }
     }
 }
@@ -94,6 +117,9 @@ impl std::error::Error for AccessError {
             AccessError::Memory { error, .. } => Some(error),
             #[cfg(feature = "bpf-syscall")]
             AccessError::Live(e) => Some(e),
+            AccessError::ObjectMemory { error, .. } => Some(error),
+            #[cfg(feature = "bpf-syscall")]
+            AccessError::ObjectLive { error, .. } => Some(error),
             _ => None,
         }
     }

@@ -20,9 +20,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use bpfmem_core::offsets::{
-    BpfArenaOffsets, BpfArrayOffsets, BpfHtabOffsets, BpfMapOffsets, BpfStructOpsMapOffsets,
-    BtfOffsets, BucketOffsets, HtabElemOffsets, IdrOffsets, VmStructOffsets, XaNodeOffsets,
-    XarrayOffsets,
+    BpfArenaOffsets, BpfArrayOffsets, BpfHtabOffsets, BpfMapOffsets, BpfProgAuxOffsets,
+    BpfProgOffsets, BpfStructOpsMapOffsets, BtfOffsets, BucketOffsets, HtabElemOffsets, IdrOffsets,
+    VmStructOffsets, XaNodeOffsets, XarrayOffsets,
 };
 use bpfmem_core::{KernelRead, Kva, Offsets};
 use btf_rs::{Btf, BtfType, Member, Struct, Type};
@@ -981,6 +981,30 @@ fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
         None => None,
     };
 
+    // include/linux/bpf.h: both exist wherever bpf_map does (CONFIG_BPF_SYSCALL).
+    let prog = r.require_struct("bpf_prog", None)?;
+    o.bpf_prog = BpfProgOffsets {
+        r#type: r.require(&prog, "type")?,
+        len: r.require(&prog, "len")?,
+        jited_len: r.require(&prog, "jited_len")?,
+        tag: r.require(&prog, "tag")?,
+        aux: r.require(&prog, "aux")?,
+        size: prog.size(),
+    };
+    let aux = r.require_struct("bpf_prog_aux", Some((&prog, "aux", 1)))?;
+    o.bpf_prog_aux = BpfProgAuxOffsets {
+        used_map_cnt: r.require(&aux, "used_map_cnt")?,
+        id: r.require(&aux, "id")?,
+        func_cnt: r.require(&aux, "func_cnt")?,
+        func: r.require(&aux, "func")?,
+        used_maps: r.require(&aux, "used_maps")?,
+        prog: r.require(&aux, "prog")?,
+        load_time: r.require(&aux, "load_time")?,
+        name: r.require(&aux, "name")?,
+        btf: r.require(&aux, "btf")?,
+        size: aux.size(),
+    };
+
     Ok(o)
 }
 
@@ -1304,7 +1328,63 @@ mod tests {
                 ("nr_pages", u32_, 352),
             ],
         );
+        add_bpf_prog(&mut b);
         b
+    }
+
+    /// `struct bpf_prog` and `struct bpf_prog_aux` as in v6.12 (pahole of
+    /// Debian's 6.12 vmlinux), `tag` behind an anonymous union as in v6.18,
+    /// the bitfields before `type` included.
+    fn add_bpf_prog(b: &mut Builder) {
+        let u8_ = b.int("u8", 1);
+        let u16_ = b.int("u16", 2);
+        let u32_ = b.int("u32", 4);
+        let u64_ = b.int("u64", 8);
+        let int = b.int("int", 4);
+        let char_ = b.int("char", 1);
+        let tag = b.array(u8_, int, 8);
+        let digest = b.array(u8_, int, 32);
+        let name = b.array(char_, int, 16);
+        let vp = b.ptr(0);
+        let tag_union = b.union(32, &[("digest", digest, 0), ("tag", tag, 0)]);
+        let aux_fwd = b.fwd("bpf_prog_aux");
+        let aux_ptr = b.ptr(aux_fwd);
+        let prog = b.composite(
+            KIND_STRUCT,
+            "bpf_prog",
+            72,
+            true,
+            &[
+                ("pages", u16_, 0),
+                ("jited", u16_, (1 << 24) | 16),
+                ("jit_requested", u16_, (1 << 24) | 17),
+                ("type", u32_, 32),
+                ("expected_attach_type", u32_, 64),
+                ("len", u32_, 96),
+                ("jited_len", u32_, 128),
+                ("", tag_union, 160),
+                ("aux", aux_ptr, 448),
+            ],
+        );
+        let prog_ptr = b.ptr(prog);
+        let prog_ptr_ptr = b.ptr(prog_ptr);
+        b.strukt(
+            "bpf_prog_aux",
+            1128,
+            &[
+                ("refcnt", u64_, 0),
+                ("used_map_cnt", u32_, 64),
+                ("id", u32_, 256),
+                ("func_cnt", u32_, 288),
+                ("real_func_cnt", u32_, 320),
+                ("func", prog_ptr_ptr, 8 * 216),
+                ("used_maps", vp, 8 * 872),
+                ("prog", prog_ptr, 8 * 920),
+                ("load_time", u64_, 8 * 936),
+                ("name", name, 8 * 968),
+                ("btf", vp, 8 * 1016),
+            ],
+        );
     }
 
     #[test]
@@ -1337,6 +1417,53 @@ mod tests {
         assert_eq!((o.vm_struct.vm_size, o.vm_struct.nr_pages), (16, 44));
         assert_eq!(o.bpf_arena, None);
         assert_eq!(o.bpf_struct_ops_map, None);
+        let p = o.bpf_prog;
+        assert_eq!(
+            (p.r#type, p.len, p.jited_len, p.tag, p.aux, p.size),
+            (4, 12, 16, 20, 56, 72)
+        );
+        let a = o.bpf_prog_aux;
+        assert_eq!((a.used_map_cnt, a.id, a.func_cnt, a.func), (8, 32, 36, 216));
+        assert_eq!((a.used_maps, a.prog, a.load_time), (872, 920, 936));
+        assert_eq!((a.name, a.btf, a.size), (968, 1016, 1128));
+    }
+
+    /// A kernel whose `bpf_prog_aux` lacks a member the program reader needs
+    /// is refused by name, not read with a zero offset.
+    #[test]
+    fn bpf_prog_aux_without_load_time_is_refused() {
+        let mut b = Builder::new();
+        let u32_ = b.int("unsigned int", 4);
+        let u8_ = b.int("unsigned char", 1);
+        let int = b.int("int", 4);
+        let vp = b.ptr(0);
+        let tag = b.array(u8_, int, 8);
+        let aux = b.strukt("bpf_prog_aux", 64, &[("id", u32_, 0), ("prog", vp, 64)]);
+        let aux_ptr = b.ptr(aux);
+        b.strukt(
+            "bpf_prog",
+            72,
+            &[
+                ("type", u32_, 32),
+                ("len", u32_, 96),
+                ("jited_len", u32_, 128),
+                ("tag", tag, 160),
+                ("aux", aux_ptr, 448),
+            ],
+        );
+        let blob = b.finish();
+        let btf = Btf::from_bytes(&blob).unwrap();
+        let r = Resolver { btf: &btf };
+        let prog = r.require_struct("bpf_prog", None).unwrap();
+        let aux = r
+            .require_struct("bpf_prog_aux", Some((&prog, "aux", 1)))
+            .unwrap();
+        assert_eq!(r.require(&prog, "tag").unwrap(), 20);
+        assert_eq!(r.require(&aux, "prog").unwrap(), 8);
+        assert_eq!(
+            r.require(&aux, "load_time").unwrap_err().to_string(),
+            "BTF: struct bpf_prog_aux has no member 'load_time'"
+        );
     }
 
     /// `struct bpf_struct_ops_map` as in v6.1 (`refcnt` and `state` members of
@@ -1936,6 +2063,10 @@ mod tests {
         assert_eq!((o.bucket.head, o.bucket.size), (0, 16));
         assert_eq!((o.htab_elem.hash_node, o.htab_elem.key), (0, 48));
         assert!(o.bpf_map.size > o.bpf_map.btf_vmlinux_value_type_id);
+        // struct bpf_prog has begun the same way since v4.x.
+        let p = o.bpf_prog;
+        assert_eq!((p.r#type, p.len, p.jited_len, p.tag), (4, 12, 16, 20));
+        assert!(o.bpf_prog_aux.size > o.bpf_prog_aux.btf);
         eprintln!("{o:#?}");
     }
 }

@@ -17,6 +17,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use bpfmem_core::bpf_map::{read_map, MapInfo};
+use bpfmem_core::bpf_prog::{bpf_prog_for_each, read_prog, IdrObjects, ProgInfo};
+use bpfmem_core::btf::{bpf_btf_for_each, read_btf, BtfObject};
 use bpfmem_core::kallsyms::Kallsyms;
 use bpfmem_core::paging::{is_canonical, max_physmem, KernelMem, Translator, PUD_SIZE};
 use bpfmem_core::vmcoreinfo::VmcoreInfo;
@@ -426,6 +428,102 @@ impl<M: PhysRead> Kernel<M> {
 
     fn read_map(&self, kva: Kva) -> bpfmem_core::Result<MapInfo> {
         read_map(&self.mem, kva, &self.offsets.bpf_map, &self.offsets.btf)
+    }
+
+    /// Every BPF program in `prog_idr`, in id order. Stops for good at the
+    /// first error.
+    pub fn progs(&self) -> Objects<'_, M, ProgInfo> {
+        Objects {
+            walk: self
+                .symbols
+                .prog_idr
+                .map(|idr| bpf_prog_for_each(&self.mem, idr, &self.offsets, XaLimits::default())),
+            missing: "prog_idr",
+            done: false,
+        }
+    }
+
+    /// The program with this id, if there is one.
+    pub fn prog(&self, id: u32) -> bpfmem_core::Result<Option<ProgInfo>> {
+        let idr = self
+            .symbols
+            .prog_idr
+            .ok_or(Error::NotFound { what: "prog_idr" })?;
+        match idr_find(&self.mem, idr, u64::from(id), &self.offsets)? {
+            Some(kva) => {
+                let p = read_prog(&self.mem, kva, &self.offsets)?;
+                if p.id != id {
+                    return Err(Error::malformed("bpf_prog_aux.id", kva));
+                }
+                Ok(Some(p))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every BTF object in `btf_idr` (vmlinux, modules, loaded BTF), in id
+    /// order. Stops for good at the first error.
+    pub fn btfs(&self) -> Objects<'_, M, BtfObject> {
+        Objects {
+            walk: self
+                .symbols
+                .btf_idr
+                .map(|idr| bpf_btf_for_each(&self.mem, idr, &self.offsets, XaLimits::default())),
+            missing: "btf_idr",
+            done: false,
+        }
+    }
+
+    /// The BTF object with this id, if there is one.
+    pub fn btf(&self, id: u32) -> bpfmem_core::Result<Option<BtfObject>> {
+        let idr = self
+            .symbols
+            .btf_idr
+            .ok_or(Error::NotFound { what: "btf_idr" })?;
+        match idr_find(&self.mem, idr, u64::from(id), &self.offsets)? {
+            Some(kva) => {
+                let b = read_btf(&self.mem, kva, &self.offsets.btf)?;
+                if b.id != id {
+                    return Err(Error::malformed("btf.id", kva));
+                }
+                Ok(Some(b))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The walk of [`Kernel::progs`] and [`Kernel::btfs`]: the core walker over
+/// the IDR, or the missing symbol as its one error.
+pub struct Objects<'a, M, T> {
+    walk: Option<IdrObjects<'a, KernelMem<M>, T>>,
+    missing: &'static str,
+    done: bool,
+}
+
+impl<M: PhysRead, T> Objects<'_, M, T> {
+    /// The next object, `None` at the end, or the error that ended the walk.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> bpfmem_core::Result<Option<T>> {
+        if self.done {
+            return Ok(None);
+        }
+        let r = match &mut self.walk {
+            None => Err(Error::NotFound { what: self.missing }),
+            Some(walk) => walk.next(),
+        };
+        if !matches!(r, Ok(Some(_))) {
+            self.done = true;
+        }
+        r
+    }
+}
+
+impl<M: PhysRead, T> Iterator for Objects<'_, M, T> {
+    type Item = bpfmem_core::Result<T>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Objects::next(self).transpose()
     }
 }
 

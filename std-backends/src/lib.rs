@@ -30,6 +30,7 @@ pub mod image;
 pub mod kernel;
 #[cfg(feature = "bpf-syscall")]
 pub mod live;
+pub mod objects;
 #[cfg(any(feature = "core-file", feature = "ram-file", feature = "devmem"))]
 pub mod source;
 

@@ -23,6 +23,7 @@
 mod arena;
 mod cpus;
 mod entries;
+mod objects;
 mod sys;
 
 use std::fmt;
@@ -90,6 +91,9 @@ ops_and_errnos! {
         MapGetNextKey => "BPF_MAP_GET_NEXT_KEY",
         MapLookupBatch => "BPF_MAP_LOOKUP_BATCH",
         BtfGetFdById => "BPF_BTF_GET_FD_BY_ID",
+        ProgGetNextId => "BPF_PROG_GET_NEXT_ID",
+        ProgGetFdById => "BPF_PROG_GET_FD_BY_ID",
+        BtfGetNextId => "BPF_BTF_GET_NEXT_ID",
         Mmap => "mmap",
         Mincore => "mincore",
         ProcessVmReadv => "process_vm_readv",

@@ -14,10 +14,13 @@ use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::sync::{RwLock, RwLockReadGuard};
 
+use bpfmem::core::bpf_prog::ProgType;
 use bpfmem::core::uapi::{
-    MapCreateAttr, MapType, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_SEGV_ON_FAULT,
-    BPF_OBJ_NAME_LEN, BPF_PROG_LOAD, BPF_PROG_TEST_RUN,
+    BpfBtfInfo, BpfProgInfo, InfoByFdAttr, MapCreateAttr, MapType, BPF_F_MMAPABLE,
+    BPF_F_NO_PREALLOC, BPF_F_SEGV_ON_FAULT, BPF_OBJ_GET_INFO_BY_FD, BPF_OBJ_NAME_LEN,
+    BPF_PROG_LOAD, BPF_PROG_TEST_RUN,
 };
+use bpfmem::objects::{BpfObjectAccessor, BtfInfo};
 use bpfmem::{
     AccessError, ArenaPageData, ArenaPresence, BpfMapAccessor, Entry, LiveBpf, LiveError,
 };
@@ -893,4 +896,174 @@ fn unprivileged_user_gets_one_clear_error() {
         assert!(line.contains(needle), "{line}");
     }
     assert!(line.contains("kernel.unprivileged_bpf_disabled"), "{line}");
+}
+
+// ---------------------------------------------------------------------------
+// Programs and BTF objects.
+
+/// `clock_gettime(CLOCK_BOOTTIME)` in ns: the clock of `bpf_prog_info::load_time`.
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) },
+        0
+    );
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A socket filter that looks up key 0 in `a`, then in `b`, and returns 0.
+fn load_socket_filter(a: &TestMap, b: &TestMap, name: &str) -> std::os::fd::OwnedFd {
+    let mut prog = Vec::new();
+    for m in [a, b] {
+        prog.extend([
+            insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, m.fd.as_raw_fd()), // r1 = map
+            insn(0, 0, 0, 0, 0),
+            insn(0x62, 10, 0, -4, 0), // *(u32 *)(r10 - 4) = 0
+            insn(0xbf, 2, 10, 0, 0),  // r2 = r10
+            insn(0x07, 2, 0, 0, -4),  // r2 += -4
+            insn(0x85, 0, 0, 0, 1),   // call bpf_map_lookup_elem
+        ]);
+    }
+    prog.extend([insn(0xb7, 0, 0, 0, 0), insn(0x95, 0, 0, 0, 0)]);
+    let license = b"GPL\0";
+    let mut log = vec![0u8; 1 << 16];
+    let mut attr = ProgLoadAttr {
+        prog_type: 1, // BPF_PROG_TYPE_SOCKET_FILTER
+        insn_cnt: prog.len() as u32,
+        insns: prog.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name: name16(name),
+        ..ProgLoadAttr::default()
+    };
+    // SAFETY: the kernel reads `insn_cnt` instructions at `insns`, the
+    // NUL-terminated license, and writes at most `log_size` bytes of log.
+    match unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) } {
+        Ok(fd) => owned(fd),
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            panic!(
+                "loading {name}: {e}: {}",
+                String::from_utf8_lossy(&log[..end]).trim()
+            )
+        }
+    }
+}
+
+/// `bpf_prog_info` through raw `bpf(2)`, with up to 8 map ids.
+fn raw_prog_info(fd: &std::os::fd::OwnedFd) -> (BpfProgInfo, Vec<u32>) {
+    let mut ids = [0u32; 8];
+    let mut info = BpfProgInfo {
+        nr_map_ids: ids.len() as u32,
+        map_ids: ids.as_mut_ptr() as u64,
+        ..BpfProgInfo::default()
+    };
+    let mut attr = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<BpfProgInfo>() as u32,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes to `info` and at
+    // most `nr_map_ids` u32s to `ids`; every other count is zero.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }.expect("prog info");
+    let n = (info.nr_map_ids as usize).min(ids.len());
+    (info, ids[..n].to_vec())
+}
+
+/// The id of a BTF object, through raw `bpf(2)`.
+fn raw_btf_id(fd: &std::os::fd::OwnedFd) -> u32 {
+    let mut info = BpfBtfInfo::default();
+    let mut attr = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<BpfBtfInfo>() as u32,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes to `info`; the data
+    // and name buffers are absent (address and size 0).
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }.expect("BTF info");
+    info.id
+}
+
+#[test]
+fn live_lists_a_program_with_its_maps_as_bpf_reports_it() {
+    let Some(_g) = setup("live_lists_a_program_with_its_maps_as_bpf_reports_it") else {
+        return;
+    };
+    let a = create(MapType::ARRAY, 4, 8, 4, 0, "live_prog_arr");
+    let b = create(MapType::HASH, 4, 8, 4, 0, "live_prog_hash");
+    let before = boottime_ns();
+    let fd = load_socket_filter(&a, &b, "live_prog");
+    let after = boottime_ns();
+    let (raw, raw_maps) = raw_prog_info(&fd);
+    let l = live();
+    let progs = l.list_progs().unwrap();
+    assert!(progs.windows(2).all(|w| w[0].id < w[1].id), "ascending ids");
+    let p = progs
+        .iter()
+        .find(|p| p.id == raw.id)
+        .unwrap_or_else(|| panic!("program {} not listed", raw.id));
+    assert_eq!(p.name(), "live_prog");
+    assert_eq!(p.prog_type, ProgType::SOCKET_FILTER);
+    assert_eq!(p.map_ids(), &[a.id, b.id], "used_maps in the order used");
+    assert_eq!(p.map_ids(), &raw_maps[..]);
+    assert_eq!(p.tag, raw.tag);
+    assert_eq!(p.load_time, raw.load_time);
+    assert!(
+        (before..=after).contains(&p.load_time),
+        "load_time {} is CLOCK_BOOTTIME at load, between {before} and {after}",
+        p.load_time
+    );
+    assert_eq!(
+        (p.jited_len, p.xlated_len),
+        (raw.jited_prog_len, raw.xlated_prog_len)
+    );
+    assert!(
+        p.xlated_len >= 8 * 14 && p.xlated_len % 8 == 0,
+        "{}",
+        p.xlated_len
+    );
+    assert_eq!((p.btf_id, p.kva.get()), (0, 0));
+    // Listed afresh on every call: once its last descriptor is closed, the
+    // program is gone from the next listing.
+    let id = p.id;
+    drop(fd);
+    assert!(l.list_progs().unwrap().iter().all(|p| p.id != id));
+}
+
+#[test]
+fn live_lists_btf_objects_with_vmlinux_and_a_loaded_one() {
+    let Some(_g) = setup("live_lists_btf_objects_with_vmlinux_and_a_loaded_one") else {
+        return;
+    };
+    let blob = int_btf();
+    let fd = btf_load(&blob);
+    let id = raw_btf_id(&fd);
+    let btfs = live().list_btfs().unwrap();
+    assert!(btfs.windows(2).all(|w| w[0].id < w[1].id), "ascending ids");
+    let vmlinux = btfs
+        .iter()
+        .find(|b| b.name == "vmlinux")
+        .expect("vmlinux BTF listed");
+    // btf_parse_vmlinux(): data is __start_BTF..__stop_BTF, which sysfs
+    // publishes as /sys/kernel/btf/vmlinux.
+    let sysfs = std::fs::metadata("/sys/kernel/btf/vmlinux").unwrap().len();
+    assert!(vmlinux.kernel_btf);
+    assert_eq!(u64::from(vmlinux.size), sysfs);
+    eprintln!("vmlinux BTF is object {}", vmlinux.id);
+    let own = btfs.iter().find(|b| b.id == id).expect("loaded BTF listed");
+    assert_eq!(
+        own,
+        &BtfInfo {
+            id,
+            name: String::new(),
+            size: blob.len() as u32,
+            kernel_btf: false
+        }
+    );
 }

@@ -810,3 +810,138 @@ fn the_command_fails_cleanly_on_bad_input() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Programs from `prog_idr`, read out of the ELF dump and the RAM file, are
+/// what `bpf_prog_get_info_by_fd()` told the guest, every field: id, type,
+/// name, tag, `load_time` (stored as `ktime_get_boottime_ns()` at load and
+/// reported unchanged, so exact), jited and translated lengths, BTF id and
+/// the ids of the maps used.
+#[test]
+fn programs_listed_from_memory_equal_the_manifest() {
+    use bpfmem::objects::BpfObjectAccessor;
+    use bpfmem_guest_agent::manifest::AGENT_PROG;
+
+    for g in guests() {
+        let m = &g.manifest;
+        // The agent's own program, over `arr`: prog_idr and used_maps are
+        // not empty.
+        let arr = m.maps.iter().find(|x| x.name == "arr").unwrap().id;
+        let own = m
+            .progs
+            .iter()
+            .find(|p| p.name == AGENT_PROG)
+            .unwrap_or_else(|| panic!("{}: no {AGENT_PROG}: {:?}", g.name, m.notes));
+        assert_eq!(
+            (own.prog_type, &own.map_ids[..]),
+            (1, &[arr][..]),
+            "{}",
+            g.name
+        );
+        let want: Vec<_> = m
+            .progs
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    p.prog_type,
+                    p.name.clone(),
+                    p.tag.0.clone(),
+                    p.load_time,
+                    p.jited_len,
+                    p.xlated_len,
+                    p.btf_id,
+                    p.map_ids.clone(),
+                )
+            })
+            .collect();
+        for (what, k) in kernels_of(g) {
+            let progs: Vec<_> = k
+                .progs()
+                .collect::<Result<_, _>>()
+                .unwrap_or_else(|e| panic!("{}: {what}: listing programs: {e}", g.name));
+            let got: Vec<_> = progs
+                .iter()
+                .map(|p| {
+                    (
+                        p.id,
+                        p.prog_type.0,
+                        p.name().to_string(),
+                        p.tag.to_vec(),
+                        p.load_time,
+                        p.jited_len,
+                        p.xlated_len,
+                        p.btf_id,
+                        p.map_ids().to_vec(),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "{}: {what}", g.name);
+            assert_eq!(k.list_progs().unwrap(), progs, "{}: {what}", g.name);
+            // One program by id, through an xa_load-style descent.
+            for p in &progs {
+                assert_eq!(k.prog(p.id).unwrap().as_ref(), Some(p), "{}", g.name);
+            }
+            let absent = progs.iter().map(|p| p.id).max().unwrap_or(0) + 1000;
+            assert_eq!(k.prog(absent).unwrap(), None, "{}", g.name);
+        }
+    }
+}
+
+/// BTF objects from `btf_idr`, read out of both images, are what
+/// `BPF_BTF_GET_NEXT_ID` and `btf_get_info_by_fd()` told the guest: id,
+/// name, size and kernel_btf. vmlinux's is id 1 and its data is the kernel's
+/// own `__start_BTF..__stop_BTF` (`btf_parse_vmlinux()`).
+#[test]
+fn btf_objects_listed_from_memory_equal_the_manifest() {
+    use bpfmem::objects::{BpfObjectAccessor, BtfInfo};
+
+    for g in guests() {
+        let m = &g.manifest;
+        let vmlinux = m.btf_objects.iter().find(|b| b.id == 1);
+        assert!(
+            vmlinux.is_some_and(|b| b.name == "vmlinux" && b.kernel_btf),
+            "{}: {:?}",
+            g.name,
+            m.btf_objects
+        );
+        // The BTF objects of maps are among them, with the size of their data.
+        for b in &m.btfs {
+            assert!(
+                m.btf_objects
+                    .iter()
+                    .any(|o| o.id == b.id && o.size as usize == b.data.0.len()),
+                "{}: map BTF {} not listed",
+                g.name,
+                b.id
+            );
+        }
+        let want: Vec<BtfInfo> = m
+            .btf_objects
+            .iter()
+            .map(|b| BtfInfo {
+                id: b.id,
+                name: b.name.clone(),
+                size: b.size,
+                kernel_btf: b.kernel_btf,
+            })
+            .collect();
+        for (what, k) in kernels_of(g) {
+            let got = k
+                .list_btfs()
+                .unwrap_or_else(|e| panic!("{}: {what}: listing BTF objects: {e}", g.name));
+            assert_eq!(got, want, "{}: {what}", g.name);
+            let v = k.btf(1).unwrap().expect("BTF object 1");
+            let (start, stop) = (k.symbols().start_btf, k.symbols().stop_btf);
+            assert_eq!(Some(v.data), start, "{}: {what}: vmlinux btf->data", g.name);
+            assert_eq!(
+                stop.and_then(|s| s.offset_from(v.data)),
+                Some(u64::from(v.data_size)),
+                "{}: {what}: vmlinux btf->data_size",
+                g.name
+            );
+            assert_eq!(v.base_btf, Kva(0), "{}: {what}", g.name);
+            let absent = want.iter().map(|b| b.id).max().unwrap_or(0) + 1000;
+            assert_eq!(k.btf(absent).unwrap(), None, "{}", g.name);
+        }
+    }
+}

@@ -11,9 +11,10 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use bpfmem_core::uapi::{
-    BatchAttr, BpfBtfInfo, BpfMapInfo, GetIdAttr, InfoByFdAttr, MapElemAttr, BPF_BTF_GET_FD_BY_ID,
-    BPF_F_RDONLY, BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_NEXT_KEY,
-    BPF_MAP_LOOKUP_BATCH, BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET_INFO_BY_FD,
+    BatchAttr, BpfBtfInfo, BpfMapInfo, BpfProgInfo, GetIdAttr, InfoByFdAttr, MapElemAttr,
+    BPF_BTF_GET_FD_BY_ID, BPF_F_RDONLY, BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID,
+    BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_BATCH, BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET_INFO_BY_FD,
+    BPF_PROG_GET_FD_BY_ID,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -95,6 +96,61 @@ pub(crate) fn map_get_next_id(start: u32) -> Result<Option<u32>, Errno> {
         Err(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Any `BPF_*_GET_NEXT_ID` command (`cmd`: `BPF_PROG_GET_NEXT_ID`,
+/// `BPF_BTF_GET_NEXT_ID`, ...) after `start`; `Ok(None)` past the last id.
+pub(crate) fn obj_get_next_id(cmd: u32, start: u32) -> Result<Option<u32>, Errno> {
+    let mut attr = GetIdAttr {
+        start_id: start,
+        ..GetIdAttr::default()
+    };
+    // SAFETY: the GET_NEXT_ID arm holds no user addresses.
+    match unsafe { sys_bpf(cmd, &mut attr) } {
+        Ok(_) => Ok(Some(attr.next_id)),
+        Err(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `BPF_PROG_GET_FD_BY_ID`.
+pub(crate) fn prog_get_fd_by_id(id: u32) -> Result<OwnedFd, Errno> {
+    let mut attr = GetIdAttr {
+        start_id: id,
+        ..GetIdAttr::default()
+    };
+    // SAFETY: this arm holds no user addresses.
+    owned_fd(unsafe { sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }?)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a program (`bpf_prog_get_info_by_fd()`,
+/// kernel/bpf/syscall.c): the ids of the first `map_ids.len()` maps it uses
+/// go to `map_ids`; the returned `nr_map_ids` is how many it uses in all.
+/// Nothing else is copied out: every other length and count is left zero.
+pub(crate) fn prog_info(fd: BorrowedFd<'_>, map_ids: &mut [u32]) -> Result<BpfProgInfo, Errno> {
+    let mut info = BpfProgInfo {
+        nr_map_ids: u32::try_from(map_ids.len()).map_err(|_| libc::EINVAL)?,
+        map_ids: if map_ids.is_empty() {
+            0
+        } else {
+            map_ids.as_mut_ptr() as u64
+        },
+        ..BpfProgInfo::default()
+    };
+    let mut attr = InfoByFdAttr {
+        bpf_fd: raw(fd),
+        info_len: u32::try_from(size_of::<BpfProgInfo>()).map_err(|_| libc::EINVAL)?,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes to `info`, a live
+    // `BpfProgInfo` of that size, and at most `min(nr_map_ids, used_map_cnt)`
+    // `u32`s to `map_ids`, the live exclusive slice of `nr_map_ids` elements.
+    // Every other buffer has a zero length or count (`xlated_prog_len`,
+    // `jited_prog_len`, `nr_jited_ksyms`, `nr_jited_func_lens`,
+    // `nr_func_info`, `nr_line_info`, `nr_jited_line_info`, `nr_prog_tags`),
+    // so the kernel copies nothing through their addresses.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info)
 }
 
 /// `BPF_MAP_GET_FD_BY_ID`, read-only (`BPF_F_RDONLY`) unless `rdwr`.

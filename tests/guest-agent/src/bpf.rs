@@ -7,10 +7,10 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use bpfmem_core::uapi::{
-    percpu_value_size, BpfBtfInfo, BpfMapInfo, GetIdAttr, InfoByFdAttr, MapCreateAttr, MapElemAttr,
-    MapType, BPF_BTF_GET_FD_BY_ID, BPF_BTF_LOAD, BPF_MAP_CREATE, BPF_MAP_GET_FD_BY_ID,
+    percpu_value_size, BpfBtfInfo, BpfMapInfo, BpfProgInfo, GetIdAttr, InfoByFdAttr, MapCreateAttr,
+    MapElemAttr, MapType, BPF_BTF_GET_FD_BY_ID, BPF_BTF_LOAD, BPF_MAP_CREATE, BPF_MAP_GET_FD_BY_ID,
     BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM,
-    BPF_OBJ_GET_INFO_BY_FD,
+    BPF_OBJ_GET_INFO_BY_FD, BPF_OBJ_NAME_LEN, BPF_PROG_GET_FD_BY_ID, BPF_PROG_LOAD,
 };
 use bpfmem_guest_agent::plan::PAGE_SIZE;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -242,11 +242,11 @@ struct BtfLoadAttr {
     btf_log_true_size: u32,
 }
 
-/// Why `BPF_BTF_LOAD` failed: the error and the kernel's log.
+/// Why `BPF_BTF_LOAD` or `BPF_PROG_LOAD` failed: the error and the kernel's log.
 pub struct BtfLoadError {
-    /// The error of the logged attempt.
+    /// The error of the first, unlogged attempt.
     pub error: io::Error,
-    /// The BTF verifier's log, trimmed.
+    /// The (BTF) verifier's log, trimmed.
     pub log: String,
 }
 
@@ -338,6 +338,159 @@ pub fn btf_info(fd: &impl AsRawFd, data: &mut [u8], name: &mut [u8]) -> io::Resu
     // is copied); at most `name_len` bytes to `name`, likewise.
     unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
     Ok(info)
+}
+
+/// Any `BPF_*_GET_NEXT_ID` (`cmd`) after `start`; `Ok(None)` past the last id.
+pub fn obj_get_next_id(cmd: u32, start: u32) -> io::Result<Option<u32>> {
+    let mut attr = GetIdAttr {
+        start_id: start,
+        ..GetIdAttr::default()
+    };
+    // SAFETY: the GET_NEXT_ID arm holds no user addresses.
+    match unsafe { sys_bpf(cmd, &mut attr) } {
+        Ok(_) => Ok(Some(attr.next_id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `BPF_PROG_GET_FD_BY_ID`.
+pub fn prog_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetIdAttr {
+        start_id: id,
+        ..GetIdAttr::default()
+    };
+    // SAFETY: this arm holds no user addresses.
+    owned_fd(unsafe { sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }?)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a program: the ids of up to `map_ids.len()`
+/// maps it uses land in `map_ids`, and `nr_map_ids` says how many it uses.
+pub fn prog_info(fd: &impl AsRawFd, map_ids: &mut [u32]) -> io::Result<BpfProgInfo> {
+    let mut info = BpfProgInfo {
+        nr_map_ids: u32::try_from(map_ids.len()).map_err(|_| einval())?,
+        map_ids: if map_ids.is_empty() {
+            0
+        } else {
+            map_ids.as_mut_ptr() as u64
+        },
+        ..BpfProgInfo::default()
+    };
+    let mut attr = InfoByFdAttr {
+        bpf_fd: u32::try_from(fd.as_raw_fd()).map_err(|_| einval())?,
+        info_len: u32::try_from(size_of::<BpfProgInfo>()).map_err(|_| einval())?,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes to `info`, a live
+    // `BpfProgInfo` of that size, and at most `nr_map_ids` `u32`s to
+    // `map_ids`, the live exclusive slice of that length; every other buffer
+    // has a zero length or count, so nothing is copied through it.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info)
+}
+
+/// `struct bpf_insn` (include/uapi/linux/bpf.h): `regs` is `dst_reg` in the
+/// low nibble, `src_reg` in the high one (little-endian bitfields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct BpfInsn {
+    /// Opcode.
+    pub code: u8,
+    /// `dst_reg | src_reg << 4`.
+    pub regs: u8,
+    /// Signed offset.
+    pub off: i16,
+    /// Signed immediate.
+    pub imm: i32,
+}
+
+impl BpfInsn {
+    /// One instruction.
+    pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
+        Self {
+            code,
+            regs: (dst & 0xf) | (src << 4),
+            off,
+            imm,
+        }
+    }
+}
+
+/// The `BPF_PROG_LOAD` arm of `union bpf_attr`, through
+/// `expected_attach_type` (v4.17); later fields stay zero, which every kernel
+/// accepts.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; BPF_OBJ_NAME_LEN],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// The verifier log of a failed `BPF_PROG_LOAD`'s second try.
+const PROG_LOG_SIZE: usize = 1 << 16;
+
+fn prog_load_once(
+    prog_type: u32,
+    insns: &[BpfInsn],
+    name: &str,
+    log: Option<&mut [u8]>,
+) -> io::Result<OwnedFd> {
+    const LICENSE: &[u8] = b"GPL\0";
+    let mut prog_name = [0u8; BPF_OBJ_NAME_LEN];
+    let n = name.len().min(BPF_OBJ_NAME_LEN - 1);
+    prog_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let (log_buf, log_size, log_level) = match log {
+        Some(buf) => (
+            buf.as_mut_ptr() as u64,
+            u32::try_from(buf.len()).map_err(|_| einval())?,
+            1,
+        ),
+        None => (0, 0, 0),
+    };
+    let mut attr = ProgLoadAttr {
+        prog_type,
+        insn_cnt: u32::try_from(insns.len()).map_err(|_| einval())?,
+        insns: insns.as_ptr() as u64,
+        license: LICENSE.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        prog_name,
+        ..ProgLoadAttr::default()
+    };
+    // SAFETY: the kernel reads `insn_cnt` instructions of 8 bytes at `insns`,
+    // which is `insns`; the NUL-terminated string at `license`; and writes at
+    // most `log_size` bytes at `log_buf`, the live exclusive `log` slice of
+    // that length (or nothing when both are 0).
+    owned_fd(unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) }?)
+}
+
+/// `BPF_PROG_LOAD` of `insns` (GPL). On failure, loads again with a verifier
+/// log and returns the kernel's reasons.
+pub fn prog_load(prog_type: u32, insns: &[BpfInsn], name: &str) -> Result<OwnedFd, BtfLoadError> {
+    let error = match prog_load_once(prog_type, insns, name, None) {
+        Ok(fd) => return Ok(fd),
+        Err(e) => e,
+    };
+    let mut log = vec![0u8; PROG_LOG_SIZE];
+    if let Ok(fd) = prog_load_once(prog_type, insns, name, Some(&mut log)) {
+        return Ok(fd);
+    }
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let log = String::from_utf8_lossy(&log[..end])
+        .trim()
+        .replace('\n', " | ");
+    Err(BtfLoadError { error, log })
 }
 
 /// An arena's user mapping. Never unmapped: the maps live as long as the agent.

@@ -14,12 +14,14 @@
 mod bpf;
 mod debugcon;
 mod maps;
+mod objects;
 mod selfread;
 mod sys;
 mod truth;
 mod vmlinux;
 
 use std::io::{self, BufWriter, Write};
+use std::os::fd::OwnedFd;
 use std::panic;
 use std::path::Path;
 
@@ -50,8 +52,13 @@ fn main() {
     }
 }
 
-/// Everything the agent gathers, in both modes.
-fn gather(seed: u64, notes: Vec<String>, modules: Vec<String>) -> (Manifest, Vec<maps::Created>) {
+/// Everything the agent gathers, in both modes, with what must stay alive:
+/// the maps it made and its program.
+fn gather(
+    seed: u64,
+    notes: Vec<String>,
+    modules: Vec<String>,
+) -> (Manifest, Vec<maps::Created>, Option<OwnedFd>) {
     let mut notes = notes;
     let possible_cpus =
         sys::read_cpu_list("/sys/devices/system/cpu/possible").unwrap_or_else(|e| {
@@ -65,11 +72,15 @@ fn gather(seed: u64, notes: Vec<String>, modules: Vec<String>) -> (Manifest, Vec
     let nr_cpus = u32::try_from(possible_cpus.len()).ok().filter(|&n| n > 0);
 
     let created = maps::create_all(seed, nr_cpus, &mut notes);
+    let prog = objects::load_agent_prog(&created, &mut notes);
     let maps = truth::dump_all(nr_cpus, &created, &mut notes);
     let btfs = truth::dump_btfs(&maps, &mut notes);
+    let progs = objects::dump_progs(&mut notes);
+    let btf_objects = objects::dump_btf_objects(&mut notes);
     notes.extend(
         maps::check_against_plan(seed, nr_cpus, &created, &maps, &btfs)
             .into_iter()
+            .chain(objects::check(prog.is_some(), &maps, &progs, &btf_objects))
             .map(|p| format!("check: {p}")),
     );
     let release = sys::release(&mut notes);
@@ -89,12 +100,14 @@ fn gather(seed: u64, notes: Vec<String>, modules: Vec<String>) -> (Manifest, Vec
         kallsyms,
         maps,
         btfs,
+        progs,
+        btf_objects,
         kcore,
         devmem,
         modules,
         notes,
     };
-    (manifest, created)
+    (manifest, created, prog)
 }
 
 /// PID 1 mode. Returns only to sleep.
@@ -126,12 +139,14 @@ fn run_init() {
     let modules = sys::load_modules(Path::new(MODULES_DIR), &mut notes);
 
     // `created` keeps the maps alive: they die with their last descriptor.
-    let (manifest, created) = gather(seed, notes, modules);
+    let (manifest, created, prog) = gather(seed, notes, modules);
     let created_count = created.len();
     console.line(&format!(
-        "bpfmem-agent: seed {seed}, created {created_count} of {} maps, {} maps in the system, {} notes",
+        "bpfmem-agent: seed {seed}, created {created_count} of {} maps, {} maps, {} programs and {} BTF objects in the system, {} notes",
         plan::MAPS.len(),
         manifest.maps.len(),
+        manifest.progs.len(),
+        manifest.btf_objects.len(),
         manifest.notes.len()
     ));
     for note in &manifest.notes {
@@ -158,8 +173,9 @@ fn run_init() {
             watch_poke(&created, &mut console);
         }
     }
-    // Keep the maps until the guest is killed.
+    // Keep the maps and the program until the guest is killed.
     std::mem::forget(created);
+    std::mem::forget(prog);
 }
 
 /// Watch the [`plan::POKE`] map forever and report every value that changes and
@@ -241,9 +257,21 @@ fn host_selftest(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let (manifest, created) = gather(seed, Vec::new(), Vec::new());
+    let (manifest, created, _prog) = gather(seed, Vec::new(), Vec::new());
     for note in &manifest.notes {
         eprintln!("note: {note}");
+    }
+    for p in &manifest.progs {
+        eprintln!(
+            "prog {}: {:?}, type {}, tag {}, load_time {}, jited {} bytes, xlated {} bytes, btf {}, map ids {:?}",
+            p.id, p.name, p.prog_type, p.tag, p.load_time, p.jited_len, p.xlated_len, p.btf_id, p.map_ids
+        );
+    }
+    for b in &manifest.btf_objects {
+        eprintln!(
+            "btf object {}: name {:?}, kernel_btf {}, {} bytes",
+            b.id, b.name, b.kernel_btf, b.size
+        );
     }
     for b in &manifest.btfs {
         eprintln!(

@@ -43,6 +43,14 @@ pub struct Manifest {
     /// (version 2+).
     #[serde(default)]
     pub btfs: Vec<BtfManifest>,
+    /// Every program in the system (`BPF_PROG_GET_NEXT_ID`), by ascending id
+    /// (version 4+).
+    #[serde(default)]
+    pub progs: Vec<ProgManifest>,
+    /// Every BTF object in the system (`BPF_BTF_GET_NEXT_ID`), by ascending id
+    /// (version 4+).
+    #[serde(default)]
+    pub btf_objects: Vec<BtfObjectManifest>,
     /// The agent's own maps read back with bpfmem through `/proc/kcore`.
     #[serde(default)]
     pub kcore: Option<SelfRead>,
@@ -59,8 +67,13 @@ pub struct Manifest {
 
 /// Current [`Manifest::version`]. 2 added [`Manifest::btfs`],
 /// [`MapManifest::btf_vmlinux_value_type_id`] and [`MapManifest::btf_vmlinux_id`];
-/// a version 1 manifest reads with those empty and 0.
-pub const MANIFEST_VERSION: u32 = 3;
+/// a version 1 manifest reads with those empty and 0. 4 added
+/// [`Manifest::progs`] and [`Manifest::btf_objects`], empty in older ones.
+pub const MANIFEST_VERSION: u32 = 4;
+
+/// The name of the program the agent loads (a socket filter that looks up
+/// key 0 of the map `arr`), so that `prog_idr` is never empty.
+pub const AGENT_PROG: &str = "bpfmem_prog";
 
 /// The kallsyms names the agent looks up.
 pub const KALLSYMS_WANTED: &[&str] = &[
@@ -154,6 +167,43 @@ pub struct BtfManifest {
     /// The raw BTF (`btf->data`): for loaded BTF, the bytes that were loaded.
     /// Empty if it was larger than the agent copies (see the notes).
     pub data: Hex,
+}
+
+/// One program, as `BPF_OBJ_GET_INFO_BY_FD` (`struct bpf_prog_info`) reports
+/// it to root.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ProgManifest {
+    /// Program id (`prog_idr`).
+    pub id: u32,
+    /// `enum bpf_prog_type`.
+    pub prog_type: u32,
+    /// Program name (up to 15 bytes).
+    pub name: String,
+    /// `tag`, 8 bytes.
+    pub tag: Hex,
+    /// `load_time`: ns since boot (`CLOCK_BOOTTIME`) when it was loaded.
+    pub load_time: u64,
+    /// `jited_prog_len`.
+    pub jited_len: u32,
+    /// `xlated_prog_len`.
+    pub xlated_len: u32,
+    /// `btf_id`, 0 without BTF.
+    pub btf_id: u32,
+    /// Ids of the maps it uses, in the kernel's order (`nr_map_ids` of them).
+    pub map_ids: Vec<u32>,
+}
+
+/// One BTF object, as `struct bpf_btf_info` reports it (without the data).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BtfObjectManifest {
+    /// BTF object id (`btf_idr`).
+    pub id: u32,
+    /// "vmlinux", a module name, or empty for loaded BTF.
+    pub name: String,
+    /// `btf_size`: bytes of raw BTF.
+    pub size: u32,
+    /// vmlinux or module BTF.
+    pub kernel_btf: bool,
 }
 
 /// One key and its value(s).
@@ -376,6 +426,23 @@ mod tests {
                 kernel_btf: false,
                 data: Hex(vec![0x9f, 0xeb, 1, 0]),
             }],
+            progs: vec![ProgManifest {
+                id: 9,
+                prog_type: 1,
+                name: AGENT_PROG.into(),
+                tag: Hex(vec![1, 2, 3, 4, 5, 6, 7, 8]),
+                load_time: 5_123_456_789,
+                jited_len: 71,
+                xlated_len: 80,
+                btf_id: 0,
+                map_ids: vec![3],
+            }],
+            btf_objects: vec![BtfObjectManifest {
+                id: 1,
+                name: "vmlinux".into(),
+                size: 4_689_922,
+                kernel_btf: true,
+            }],
             kcore: Some(SelfRead {
                 source: "/proc/kcore".into(),
                 ok: true,
@@ -401,6 +468,7 @@ mod tests {
             "entries":[],"arena_pages":[]}],"modules":[],"notes":[]}"#;
         let m: Manifest = serde_json::from_str(v1).unwrap();
         assert!(m.btfs.is_empty());
+        assert!(m.progs.is_empty() && m.btf_objects.is_empty());
         assert_eq!(m.maps[0].btf_vmlinux_value_type_id, 0);
         assert_eq!(m.maps[0].btf_vmlinux_id, 0);
     }
