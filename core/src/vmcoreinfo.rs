@@ -764,7 +764,11 @@ fn candidate_text(bytes: &[u8], clipped: bool) -> &[u8] {
 }
 
 /// Whether `head`, the bytes before a text of `text_len` bytes, is the header
-/// `append_elf_note()` writes for `vmcoreinfo_note` with a desc holding that text.
+/// `append_elf_note()` writes for `vmcoreinfo_note` with a desc that is exactly
+/// that text. The kernel's desc is `vmcoreinfo_size` bytes of text followed by
+/// NUL padding, so the lengths agree; a copy whose text stops short of its
+/// desc was cut off (seen: a user-space copy of `/proc/kcore`'s note whose
+/// buffer ran onto a physical page that belongs to someone else).
 fn note_frames(head: &[u8; NOTE_HEAD_BYTES], text_len: usize) -> bool {
     let Ok(h) = VmcoreinfoNoteHead::read_from_bytes(head) else {
         return false;
@@ -773,7 +777,8 @@ fn note_frames(head: &[u8; NOTE_HEAD_BYTES], text_len: usize) -> bool {
     h.nhdr.n_namesz.get() == NOTE_NAMESZ
         && h.nhdr.n_type.get() == 0
         && h.name == NOTE_NAME
-        && (text_len..=VMCOREINFO_BYTES).contains(&descsz)
+        && descsz == text_len
+        && descsz <= VMCOREINFO_BYTES
 }
 
 #[cfg(test)]
@@ -1222,9 +1227,34 @@ CRASHTIME=1736937242
         }
         let mut big = head;
         big[4..8].copy_from_slice(&4097u32.to_le_bytes());
-        assert!(!note_frames(&big, 1));
+        assert!(!note_frames(&big, 4097));
         big[4..8].copy_from_slice(&4096u32.to_le_bytes());
-        assert!(note_frames(&big, 1));
+        assert!(note_frames(&big, 4096));
+        // A desc longer than its text: the text was cut off.
+        assert!(!note_frames(&big, 1));
+    }
+
+    #[test]
+    fn note_copy_cut_off_by_a_foreign_page_loses_to_the_kernels_note() {
+        // A user-space copy of /proc/kcore's VMCOREINFO note: header and the
+        // first lines on one page, the rest of its buffer on a physical page
+        // elsewhere; what follows here is someone else's data.
+        let full = note(LINUX_6_12.as_bytes());
+        let mut cut = full[..NOTE_HEAD_BYTES + 200].to_vec();
+        cut.extend_from_slice(&[0u8; 16]);
+        let page = data(LINUX_6_1);
+        let kernel_note = note(LINUX_6_1.as_bytes());
+        let img = image(
+            0x40000,
+            &[
+                (0x0ff0 - 200, &cut),
+                (0x8000, &page),
+                (0x20000, &kernel_note),
+            ],
+        );
+        let found = find_vmcoreinfo(&Flat::new(Pa(0), &img[..])).unwrap();
+        assert_eq!((found.pa, found.framing), (Pa(0x20018), Framing::Note));
+        assert!(found.info.phys_base().is_some());
     }
 
     #[test]

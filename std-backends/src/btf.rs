@@ -7,16 +7,13 @@
 //!
 //! The blob comes from the machine being read, so it is hostile: its size is
 //! capped ([`MAX_BTF_SIZE`]), its header is checked before anything else looks
-//! at it, every walk over its types has a budget, and the parser (`btf-rs`) runs
-//! under [`std::panic::catch_unwind`] so that a bug there on malformed input
-//! becomes [`BtfError::Panicked`] instead of a crash. That backstop does nothing
-//! in a build with `panic = "abort"`, and the default panic hook still prints
-//! the panic message to stderr.
+//! at it, and it is read in place by `bpfmem_core::btf_types`, whose every
+//! offset, length and id is checked, with budgets on every walk over its types
+//! (`crate::btf_resolve`).
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use bpfmem_core::offsets::{
@@ -25,7 +22,8 @@ use bpfmem_core::offsets::{
     VmStructOffsets, XaNodeOffsets, XarrayOffsets,
 };
 use bpfmem_core::{KernelRead, Kva, Offsets};
-use btf_rs::{Btf, BtfType, Member, Struct, Type};
+
+use crate::btf_resolve::{Resolver, StructDef};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -38,13 +36,6 @@ pub const MAX_BTF_SIZE: u64 = 64 << 20;
 
 /// `sizeof(struct btf_header)`.
 const BTF_HEADER_LEN: u32 = 24;
-/// How deep anonymous structs and unions may nest around a member.
-const MAX_ANON_DEPTH: u32 = 8;
-/// Members looked at while resolving one member name (anonymous members
-/// included): a DAG of anonymous unions must not make a lookup exponential.
-const MAX_MEMBER_VISITS: u32 = 4096;
-/// Typedef/const/volatile/restrict/type-tag links followed to reach a type.
-const MAX_TYPE_CHAIN: u32 = 16;
 /// The largest section-name string table read from an ELF file.
 const MAX_SHSTRTAB: u64 = 1 << 20;
 
@@ -542,290 +533,13 @@ fn elf_btf_section(f: &mut FileAt<'_>) -> Result<Vec<u8>, BtfError> {
     f.read(offset, size, ".BTF section runs past the end of the file")
 }
 
-/// Run a `btf-rs` call, turning its errors and panics into [`BtfError`].
-fn guarded<T>(
-    during: &'static str,
-    call: impl FnOnce() -> btf_rs::Result<T>,
-) -> Result<T, BtfError> {
-    match panic::catch_unwind(AssertUnwindSafe(call)) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(BtfError::Parse {
-            message: e.to_string(),
-        }),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".to_string());
-            Err(BtfError::Panicked { during, message })
-        }
-    }
-}
-
-/// A complete struct definition and the name it was looked up by.
-struct StructDef {
-    name: &'static str,
-    def: Struct,
-}
-
-impl StructDef {
-    fn size(&self) -> u32 {
-        // The BTF size field is a u32.
-        u32::try_from(self.def.size()).unwrap_or(u32::MAX)
-    }
-}
-
-/// Where a member was found: its offset in bits from the start of the
-/// outermost struct, and its own BTF member entry.
-struct Found {
-    bits: u64,
-    member: Member,
-}
-
-/// Lookups over one parsed BTF.
-struct Resolver<'a> {
-    btf: &'a Btf,
-}
-
-impl Resolver<'_> {
-    /// `struct name`, or `None` if the BTF has no definition with members.
-    ///
-    /// Deduplicated kernel BTF normally has one; identical copies are one. If
-    /// it has different ones (a generic name like `bucket` used by two
-    /// built-in subsystems), `via` names a pointer or embedded member (and how
-    /// many pointers to follow) of a struct already found, whose type says
-    /// which one the code uses.
-    fn find_struct(
-        &self,
-        name: &'static str,
-        via: Option<(&StructDef, &'static str, u32)>,
-    ) -> Result<Option<StructDef>, BtfError> {
-        let types = guarded("looking up a struct", || {
-            self.btf.resolve_types_by_name(name)
-        })?;
-        let mut defs: Vec<Struct> = Vec::new();
-        for ty in types {
-            if let Type::Struct(s) = ty {
-                if !s.members.is_empty() && !defs.iter().any(|d| same_layout(d, &s)) {
-                    defs.push(s);
-                }
-            }
-        }
-        if defs.len() > 1 {
-            if let Some((parent, member, derefs)) = via {
-                if let Some(def) = self.struct_through(parent, member, derefs)? {
-                    if defs.iter().any(|d| same_layout(d, &def)) {
-                        return Ok(Some(StructDef { name, def }));
-                    }
-                }
-            }
-            return Err(BtfError::AmbiguousStruct {
-                name,
-                count: defs.len(),
-            });
-        }
-        Ok(defs.pop().map(|def| StructDef { name, def }))
-    }
-
-    /// [`Self::find_struct`], required.
-    fn require_struct(
-        &self,
-        name: &'static str,
-        via: Option<(&StructDef, &'static str, u32)>,
-    ) -> Result<StructDef, BtfError> {
-        self.find_struct(name, via)?
-            .ok_or(BtfError::NoStruct { name })
-    }
-
-    /// The struct that member `member` of `parent` is, after `derefs` pointers;
-    /// `None` if that does not lead to a struct with members.
-    fn struct_through(
-        &self,
-        parent: &StructDef,
-        member: &'static str,
-        derefs: u32,
-    ) -> Result<Option<Struct>, BtfError> {
-        let Some(found) = self.find_member(parent, member)? else {
-            return Ok(None);
-        };
-        let mut ty = self.member_type(parent, member, &found.member)?;
-        for _ in 0..derefs {
-            let Type::Ptr(ptr) = ty else {
-                return Ok(None);
-            };
-            ty = self.strip(parent, member, &ptr)?;
-        }
-        Ok(match ty {
-            Type::Struct(s) if !s.members.is_empty() => Some(s),
-            _ => None,
-        })
-    }
-
-    /// The type of `m`, through typedefs, qualifiers and type tags.
-    fn member_type(
-        &self,
-        st: &StructDef,
-        member: &'static str,
-        m: &Member,
-    ) -> Result<Type, BtfError> {
-        self.strip(st, member, m)
-    }
-
-    /// The type `of` refers to, through typedefs, qualifiers and type tags.
-    fn strip(
-        &self,
-        st: &StructDef,
-        member: &'static str,
-        of: &dyn BtfType,
-    ) -> Result<Type, BtfError> {
-        let bad = |problem| BtfError::BadMember {
-            strukt: st.name,
-            member,
-            problem,
-        };
-        let mut id = of.get_type_id().unwrap_or_default();
-        for _ in 0..MAX_TYPE_CHAIN {
-            let ty = match guarded("resolving a type", || self.btf.resolve_type_by_id(id)) {
-                Err(BtfError::Parse { .. }) => return Err(bad(MemberProblem::NoSuchType { id })),
-                other => other?,
-            };
-            match &ty {
-                Type::Typedef(t) => id = t.get_type_id().unwrap_or_default(),
-                Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
-                    id = t.get_type_id().unwrap_or_default()
-                }
-                Type::TypeTag(t) => id = t.get_type_id().unwrap_or_default(),
-                _ => return Ok(ty),
-            }
-        }
-        Err(bad(MemberProblem::TypeChainTooLong {
-            limit: MAX_TYPE_CHAIN,
-        }))
-    }
-
-    /// Member `name` of `st`, directly or inside anonymous structs and unions
-    /// (whose offsets add up), as C sees it.
-    fn find_member(&self, st: &StructDef, name: &'static str) -> Result<Option<Found>, BtfError> {
-        let mut budget = MAX_MEMBER_VISITS;
-        self.walk_members(st, &st.def.members, name, 0, 0, &mut budget)
-    }
-
-    fn walk_members(
-        &self,
-        st: &StructDef,
-        members: &[Member],
-        name: &'static str,
-        base_bits: u64,
-        depth: u32,
-        budget: &mut u32,
-    ) -> Result<Option<Found>, BtfError> {
-        for m in members {
-            *budget = budget.checked_sub(1).ok_or(BtfError::Limit {
-                strukt: st.name,
-                what: "members visited",
-                limit: MAX_MEMBER_VISITS,
-            })?;
-            // Below 2^32 * (MAX_ANON_DEPTH + 1): no overflow.
-            let bits = base_bits + u64::from(m.bit_offset());
-            let mname = guarded("resolving a member name", || self.btf.resolve_name(m))?;
-            if mname == name {
-                return Ok(Some(Found {
-                    bits,
-                    member: m.clone(),
-                }));
-            }
-            if !mname.is_empty() {
-                continue;
-            }
-            let (Type::Struct(inner) | Type::Union(inner)) = self.member_type(st, name, m)? else {
-                continue;
-            };
-            if depth >= MAX_ANON_DEPTH {
-                return Err(BtfError::Limit {
-                    strukt: st.name,
-                    what: "nested anonymous structs and unions",
-                    limit: MAX_ANON_DEPTH,
-                });
-            }
-            let found = self.walk_members(st, &inner.members, name, bits, depth + 1, budget)?;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The byte offset of member `name` of `st`, or `None` if it has none.
-    fn offset(&self, st: &StructDef, name: &'static str) -> Result<Option<u32>, BtfError> {
-        let Some(found) = self.find_member(st, name)? else {
-            return Ok(None);
-        };
-        let bad = |problem| BtfError::BadMember {
-            strukt: st.name,
-            member: name,
-            problem,
-        };
-        if let Some(bits) = found.member.bitfield_size().filter(|&b| b != 0) {
-            return Err(bad(MemberProblem::Bitfield { bits }));
-        }
-        if found.bits % 8 != 0 {
-            return Err(bad(MemberProblem::NotByteAligned {
-                bit_offset: found.bits,
-            }));
-        }
-        let offset = found.bits / 8;
-        let size = u64::from(st.size());
-        // `<=`: a flexible array member (`htab_elem.key`) sits at the very end.
-        match u32::try_from(offset) {
-            Ok(off) if offset <= size => Ok(Some(off)),
-            _ => Err(bad(MemberProblem::OutOfBounds { offset, size })),
-        }
-    }
-
-    /// [`Self::offset`], required.
-    fn require(&self, st: &StructDef, name: &'static str) -> Result<u32, BtfError> {
-        self.offset(st, name)?.ok_or(BtfError::NoMember {
-            strukt: st.name,
-            member: name,
-        })
-    }
-
-    /// The number of elements of array member `name` of `st`.
-    fn array_len(&self, st: &StructDef, name: &'static str) -> Result<u64, BtfError> {
-        let found = self.find_member(st, name)?.ok_or(BtfError::NoMember {
-            strukt: st.name,
-            member: name,
-        })?;
-        match self.member_type(st, name, &found.member)? {
-            Type::Array(a) => Ok(a.len() as u64),
-            _ => Err(BtfError::BadMember {
-                strukt: st.name,
-                member: name,
-                problem: MemberProblem::NotArray,
-            }),
-        }
-    }
-}
-
-/// Two definitions of a struct that lay out the same members the same way.
-fn same_layout(a: &Struct, b: &Struct) -> bool {
-    a.size() == b.size()
-        && a.members.len() == b.members.len()
-        && a.members.iter().zip(&b.members).all(|(x, y)| {
-            x.get_name_offset() == y.get_name_offset()
-                && x.bit_offset() == y.bit_offset()
-                && x.bitfield_size() == y.bitfield_size()
-        })
-}
-
-/// Parse a kernel's BTF (the bytes from [`read_kernel_btf`] or
-/// [`load_btf_file`]) and resolve every layout the walkers use. Call it once
-/// per kernel: it parses the whole blob.
+/// Read a kernel's BTF (the bytes from [`read_kernel_btf`] or
+/// [`load_btf_file`]) in place and resolve every layout the walkers use. Call
+/// it once per kernel: it indexes the whole blob (a few milliseconds for a
+/// 5 MiB vmlinux BTF).
 pub fn offsets_from_btf(blob: &[u8]) -> Result<Offsets, BtfError> {
     check_btf_header(blob)?;
-    let btf = guarded("parsing", || Btf::from_bytes(blob))?;
-    resolve_offsets(&Resolver { btf: &btf })
+    resolve_offsets(&Resolver::new(blob)?)
 }
 
 fn resolve_offsets(r: &Resolver<'_>) -> Result<Offsets, BtfError> {
@@ -1039,6 +753,7 @@ fn struct_ops_common(r: &Resolver<'_>, value: &StructDef) -> Result<(u32, u32), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::btf_resolve::{MAX_ANON_DEPTH, MAX_MEMBER_VISITS};
     use bpfmem_core::virt::FlatKernel;
 
     const HOST_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -1452,8 +1167,7 @@ mod tests {
             ],
         );
         let blob = b.finish();
-        let btf = Btf::from_bytes(&blob).unwrap();
-        let r = Resolver { btf: &btf };
+        let r = Resolver::new(&blob).unwrap();
         let prog = r.require_struct("bpf_prog", None).unwrap();
         let aux = r
             .require_struct("bpf_prog_aux", Some((&prog, "aux", 1)))

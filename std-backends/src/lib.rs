@@ -24,7 +24,10 @@ pub use bpfmem_core as core;
 
 pub mod access;
 pub mod btf;
+mod btf_resolve;
 pub mod error;
+#[cfg(feature = "format")]
+pub mod format;
 #[cfg(all(feature = "core-file", feature = "ram-file"))]
 pub mod image;
 pub mod kernel;
