@@ -246,3 +246,65 @@ fn lookup_gives_bpftools_entry() {
     args.extend(key.iter().map(String::as_str));
     assert_eq!(json(&bpfmem(&args)), json(&bpftool(&args)));
 }
+
+#[test]
+fn maps_with_btf_give_bpftools_formatted_values() {
+    if ready("maps_with_btf_give_bpftools_formatted_values").is_none() {
+        return;
+    }
+    use bpfmem_guest_agent::btf::{blob, BK_SIZE, BK_TYPE_ID, BV_SIZE, BV_TYPE_ID};
+    let btf = btf_load(&blob());
+    use std::os::fd::AsRawFd;
+    let m = map_create(&bpfmem::core::uapi::MapCreateAttr {
+        map_type: MapType::HASH.0,
+        key_size: BK_SIZE,
+        value_size: BV_SIZE,
+        max_entries: 32,
+        map_name: name16("cli_btf"),
+        btf_fd: btf.as_raw_fd() as u32,
+        btf_key_type_id: BK_TYPE_ID,
+        btf_value_type_id: BV_TYPE_ID,
+        ..Default::default()
+    })
+    .expect("BTF hash");
+    for i in 0..10u32 {
+        let mut v = pattern(i + 40, BV_SIZE as usize);
+        v[20..24].copy_from_slice(b"ab\0\0");
+        m.update(&pattern(i + 3, BK_SIZE as usize), &v);
+    }
+    let id = m.id.to_string();
+    assert_eq!(
+        json(&bpfmem(&["-j", "map", "show", "id", &id])),
+        json(&bpftool(&["-j", "map", "show", "id", &id]))
+    );
+    let ours = sorted(json(&bpfmem(&["-j", "map", "dump", "id", &id])));
+    assert!(
+        ours.iter().all(|e| e.get("formatted").is_some()),
+        "{ours:?}"
+    );
+    assert_eq!(
+        ours,
+        sorted(json(&bpftool(&["-j", "map", "dump", "id", &id])))
+    );
+    // Plain: bpftool prints the formatted entries as a pretty JSON-like array
+    // (bitfields as bare hex, so not JSON); entry order aside, same lines.
+    let plain = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        plain(bpfmem(&["map", "dump", "id", &id])),
+        plain(bpftool(&["map", "dump", "id", &id]))
+    );
+    let key: Vec<String> = pattern(3 + 3, BK_SIZE as usize)
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    let mut args = vec!["map", "lookup", "id", &id, "key"];
+    args.extend(key.iter().map(String::as_str));
+    assert_eq!(bpfmem(&args), bpftool(&args));
+    let mut j = vec!["-j"];
+    j.extend(&args);
+    assert_eq!(json(&bpfmem(&j)), json(&bpftool(&j)));
+}

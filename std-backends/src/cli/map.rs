@@ -8,6 +8,8 @@ use bpfmem_core::bpf_map::MapInfo;
 use bpfmem_core::uapi::MapType;
 use serde_json::{json, Value};
 
+use bpfmem::format::{plain_lookup, EntryValues, MapTypes, PlainDump};
+
 use super::output::{entry_json, entry_plain, entry_plain_percpu, found, hex_json, EntryValue};
 use super::source::Source;
 use super::{Failure, JsonArray, Out};
@@ -61,6 +63,16 @@ fn select(src: &Source, sel: &MapSel) -> Result<Vec<MapInfo>, Failure> {
         MapSel::Name(n) if chosen.is_empty() => Err(Failure::Error(format!("no map named '{n}'"))),
         _ => Ok(chosen),
     }
+}
+
+/// The map's BTF key and value types, when it has them (bpftool then adds a
+/// `"formatted"` object in JSON and prints typed values in plain text).
+fn map_types(src: &Source, m: &MapInfo) -> Option<MapTypes> {
+    if m.btf_id == 0 || m.btf_value_type_id == 0 {
+        return None;
+    }
+    let btf = src.maps().map_btf(m.id).ok()??;
+    MapTypes::new(&btf.data, m.btf_key_type_id, m.btf_value_type_id).ok()
 }
 
 /// bpftool's type name, or `type N`.
@@ -232,6 +244,11 @@ fn dump_one(
     }
     let mut entries = acc.entries(m.id).map_err(|e| fail(e, 0))?;
     let percpu = m.map_type.is_percpu();
+    let types = map_types(src, m);
+    let mut plain_btf = match (&types, out.json) {
+        (Some(_), false) => Some(PlainDump::new()),
+        _ => None,
+    };
     let mut e = Entry::default();
     let mut progress = Progress::new();
     let r = loop {
@@ -252,16 +269,41 @@ fn dump_one(
         } else {
             EntryValue::One(&e.value)
         };
-        let written = match (arr.as_deref_mut(), value) {
-            (Some(a), value) => a.item(&entry_json(&e.key, value, None)),
-            (None, EntryValue::One(v)) => out.text(&entry_plain(&e.key, v)),
-            (None, EntryValue::PerCpu(v)) => out.text(&entry_plain_percpu(&e.key, v)),
+        let typed = |t: &MapTypes| {
+            let values = match value {
+                EntryValue::One(v) => EntryValues::One(v),
+                EntryValue::PerCpu(v) => EntryValues::PerCpu(v),
+            };
+            t.entry(&e.key, values).ok()
+        };
+        let written = match (arr.as_deref_mut(), value, plain_btf.as_mut()) {
+            (Some(a), value, _) => {
+                let formatted = types
+                    .as_ref()
+                    .and_then(typed)
+                    .and_then(|f| f.to_json().ok());
+                a.item(&entry_json(&e.key, value, formatted))
+            }
+            (None, _, Some(plain)) => match types.as_ref().and_then(typed) {
+                Some(f) => {
+                    plain.push(&f);
+                    out.text(&plain.take())
+                }
+                None => Ok(()),
+            },
+            (None, EntryValue::One(v), None) => out.text(&entry_plain(&e.key, v)),
+            (None, EntryValue::PerCpu(v), None) => out.text(&entry_plain_percpu(&e.key, v)),
         };
         if let Err(f) = written {
             break Err(f);
         }
     };
     progress.done();
+    if let Some(plain) = plain_btf {
+        // bpftool ends a typed plain dump with the array, and no count.
+        out.text(&plain.finish())?;
+        return r.map(|_| u64::MAX);
+    }
     r
 }
 
@@ -275,8 +317,11 @@ pub fn dump(src: &Source, sel: &MapSel, out: &Out) -> Result<(), Failure> {
                 out.text("\n")?;
             }
             let n = dump_one(src, m, out, None)?;
-            out.text(&found(n))?;
-            out.text("\n")?;
+            // u64::MAX: a typed dump, which bpftool ends without a count.
+            if n != u64::MAX {
+                out.text(&found(n))?;
+                out.text("\n")?;
+            }
         }
         return Ok(());
     }
@@ -402,8 +447,18 @@ pub fn lookup(src: &Source, sel: &MapSel, key_args: &[String], out: &Out) -> Res
     } else {
         EntryValue::One(&value)
     };
+    let typed = map_types(src, m).and_then(|t| {
+        let values = match v {
+            EntryValue::One(val) => EntryValues::One(val),
+            EntryValue::PerCpu(vals) => EntryValues::PerCpu(vals),
+        };
+        t.entry(&key, values).ok()
+    });
     if out.json {
-        out.json_value(&entry_json(&key, v, None))
+        let formatted = typed.and_then(|f| f.to_json().ok());
+        out.json_value(&entry_json(&key, v, formatted))
+    } else if let Some(f) = typed {
+        out.text(&plain_lookup(&f))
     } else {
         match v {
             EntryValue::One(val) => out.text(&entry_plain(&key, val)),

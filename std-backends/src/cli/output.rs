@@ -85,6 +85,7 @@ pub fn entry_json(key: &[u8], value: EntryValue<'_>, formatted: Option<Value>) -
 }
 
 /// A value, or one per possible CPU.
+#[derive(Clone, Copy)]
 pub enum EntryValue<'a> {
     One(&'a [u8]),
     PerCpu(&'a [&'a [u8]]),
