@@ -16,6 +16,8 @@ const EXAMPLES: &str = "Examples:
   bpfmem --core guest.elf map show
   bpfmem --core guest.elf -j map dump id 5
   bpfmem --ram guest-ram.bin map lookup name counters key 1 0 0 0
+  bpfmem --core guest.elf prog show
+  bpfmem --core guest.elf btf show
   bpfmem --core guest.elf kernel show
   bpfmem map show                      (the live host, through bpf(2))";
 
@@ -62,6 +64,16 @@ enum Object {
         #[command(subcommand)]
         verb: MapVerb,
     },
+    /// BPF programs.
+    Prog {
+        #[command(subcommand)]
+        verb: ProgVerb,
+    },
+    /// BTF objects.
+    Btf {
+        #[command(subcommand)]
+        verb: BtfVerb,
+    },
     /// What discovery found about the kernel of a memory image.
     Kernel {
         #[command(subcommand)]
@@ -95,6 +107,34 @@ enum MapVerb {
     Lookup {
         #[arg(num_args = 4.., value_names = ["id|name", "VALUE", "key", "BYTES"], required = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProgVerb {
+    /// List programs, or the ones named by `id N` or `name NAME`: type, name,
+    /// tag, load time (since boot), translated and JIT sizes, the maps used.
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  bpfmem --core guest.elf prog show\n  bpfmem --core guest.elf -j prog show id 3"
+    )]
+    Show {
+        #[arg(num_args = 0..=2, value_names = ["id|name", "VALUE"])]
+        prog: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BtfVerb {
+    /// List BTF objects (vmlinux, modules, BTF loaded with programs), or `id N`,
+    /// with the programs and maps that use each.
+    #[command(
+        visible_alias = "list",
+        after_help = "Examples:\n  bpfmem --core guest.elf btf show\n  bpfmem --core guest.elf -j btf show id 1"
+    )]
+    Show {
+        #[arg(num_args = 0..=2, value_names = ["id", "N"])]
+        btf: Vec<String>,
     },
 }
 
@@ -142,6 +182,12 @@ fn run(cli: &Cli, out: &Out) -> Result<(), Failure> {
                 cli::map::lookup(&open()?, &sel, key, out)
             }
         },
+        Object::Prog {
+            verb: ProgVerb::Show { prog },
+        } => cli::objects::prog_show(&open()?, prog, out),
+        Object::Btf {
+            verb: BtfVerb::Show { btf },
+        } => cli::objects::btf_show(&open()?, btf, out),
         Object::Kernel {
             verb: KernelVerb::Show,
         } => cli::kernel::show(&open()?, out),

@@ -945,3 +945,87 @@ fn btf_objects_listed_from_memory_equal_the_manifest() {
         }
     }
 }
+
+#[test]
+fn the_command_shows_programs_and_btf_objects_as_the_guest_reported() {
+    for g in guests() {
+        let elf = g.elf.to_str().unwrap();
+        let progs = cli_json(g, &["--core", elf, "-j", "prog", "show"]);
+        let progs = progs.as_array().unwrap();
+        assert_eq!(progs.len(), g.manifest.progs.len(), "{}", g.name);
+        for (p, m) in progs.iter().zip(&g.manifest.progs) {
+            let tag: String = m.tag.0.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(p["id"], m.id, "{}", g.name);
+            assert_eq!(p["name"], m.name.as_str(), "{}", g.name);
+            assert_eq!(p["tag"], tag.as_str(), "{}", g.name);
+            assert_eq!(p["loaded_at_boot_ns"], m.load_time, "{}", g.name);
+            assert_eq!(p["bytes_xlated"], m.xlated_len, "{}", g.name);
+            assert_eq!(p["bytes_jited"], m.jited_len, "{}", g.name);
+            assert_eq!(p["map_ids"], serde_json::json!(m.map_ids), "{}", g.name);
+        }
+        let btfs = cli_json(g, &["--core", elf, "-j", "btf", "show"]);
+        let got: Vec<(u64, String, u64, bool)> = btfs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["id"].as_u64().unwrap(),
+                    b["name"].as_str().unwrap_or("").to_string(),
+                    b["size"].as_u64().unwrap(),
+                    b["kernel_btf"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(u64, String, u64, bool)> = g
+            .manifest
+            .btf_objects
+            .iter()
+            .map(|b| {
+                (
+                    u64::from(b.id),
+                    b.name.clone(),
+                    u64::from(b.size),
+                    b.kernel_btf,
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{}", g.name);
+    }
+}
+
+#[test]
+fn typed_values_of_the_btf_map_decode_the_raw_bytes() {
+    // The agent's btf_hash: key struct bk { u32 pid; u16 port; u8 tag[2]; },
+    // value struct bv { u64 count; s32 delta; enum state; flags:3, level:5;
+    // char name[4]; } (tests/guest-agent/src/btf.rs). Each formatted field
+    // must be what the raw bytes say, decoded here by hand.
+    for g in guests() {
+        let elf = g.elf.to_str().unwrap();
+        let dumped = cli_json(g, &["--core", elf, "-j", "map", "dump", "name", "btf_hash"]);
+        let entries = dumped.as_array().unwrap();
+        assert_eq!(entries.len(), 20, "{}", g.name);
+        for e in entries {
+            let key = hex_bytes(&e["key"]);
+            let value = hex_bytes(&e["value"]);
+            let f = &e["formatted"];
+            let u = |b: &[u8]| b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+            assert_eq!(f["key"]["pid"], u(&key[0..4]), "{}", g.name);
+            assert_eq!(f["key"]["port"], u(&key[4..6]), "{}", g.name);
+            assert_eq!(f["key"]["tag"], serde_json::json!([key[6], key[7]]));
+            assert_eq!(f["value"]["count"], u(&value[0..8]), "{}", g.name);
+            let delta = i32::from_le_bytes(value[8..12].try_into().unwrap());
+            assert_eq!(f["value"]["delta"], delta, "{}", g.name);
+            let state = i32::from_le_bytes(value[12..16].try_into().unwrap());
+            let names = [(0, "IDLE"), (1, "BUSY"), (7, "DONE")];
+            match names.iter().find(|(v, _)| *v == state) {
+                Some((_, n)) => assert_eq!(f["value"]["state"], *n),
+                None => assert_eq!(f["value"]["state"], state),
+            }
+            // bpftool prints bitfields as hex strings.
+            let unit = u32::from_le_bytes(value[16..20].try_into().unwrap());
+            assert_eq!(f["value"]["flags"], format!("{:#x}", unit & 7));
+            assert_eq!(f["value"]["level"], format!("{:#x}", (unit >> 3) & 31));
+        }
+    }
+}

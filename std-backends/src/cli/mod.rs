@@ -2,6 +2,7 @@
 
 pub mod kernel;
 pub mod map;
+pub mod objects;
 pub mod output;
 pub mod source;
 
