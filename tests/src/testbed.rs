@@ -244,7 +244,7 @@ fn boot_with_retries(name: &str, spec: &qemu::Spec<'_>) -> Fallible<qemu::Artifa
 
 /// Bumped whenever what a boot leaves behind changes, so that
 /// `BPFMEM_TESTBED_REUSE=1` does not reuse results of an older test bed.
-const STAMP_REVISION: u32 = 2;
+const STAMP_REVISION: u32 = 3;
 
 fn boot_one(k: &Kernel, initrd: &Path, boot: Boot, seed: u64, agent: &Path) -> Fallible<Guest> {
     let name = format!("{}-{}", k.line.name, boot.name());

@@ -198,6 +198,7 @@ fn manifest_reports_every_map_the_agent_made() {
             "poke",
             "btf_hash",
             "st_ops",
+            "churn",
         ] {
             assert!(
                 names.contains(&want),
@@ -1026,6 +1027,62 @@ fn typed_values_of_the_btf_map_decode_the_raw_bytes() {
             let unit = u32::from_le_bytes(value[16..20].try_into().unwrap());
             assert_eq!(f["value"]["flags"], format!("{:#x}", unit & 7));
             assert_eq!(f["value"]["level"], format!("{:#x}", (unit >> 3) & 31));
+        }
+    }
+}
+
+#[test]
+fn reading_a_guest_that_rewrites_its_maps_never_crashes_or_hangs() {
+    // While the guest's agent updates and deletes entries of its churn hash
+    // from another CPU without pause, the host walks it in the live RAM file
+    // for five seconds (tests/src/poke.rs). Every walk ends, quickly; a walk
+    // the changing structure tripped up ends in an error that says so; values
+    // torn by an update are counted by the test, since no reader can know.
+    for g in guests() {
+        let p = g
+            .poke
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        let c = p
+            .churn
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no churn read", g.name));
+        eprintln!("{}: churn: {c:?}", g.name);
+        assert!(c.walks >= 5, "{}: only {} walks in 5 s", g.name, c.walks);
+        assert!(
+            c.max_walk_ms < 3000,
+            "{}: a walk took {} ms",
+            g.name,
+            c.max_walk_ms
+        );
+        assert!(
+            c.complete >= 1,
+            "{}: no walk completed: {:?}",
+            g.name,
+            c.errors
+        );
+        assert!(
+            c.max_entries <= 4096 + 64,
+            "{}: {} entries in one walk",
+            g.name,
+            c.max_entries
+        );
+        assert_eq!(c.foreign, 0, "{}", g.name);
+        // An error names what broke, in the library's words.
+        for e in &c.errors {
+            assert!(
+                e.starts_with(&format!(
+                    "map {}: ",
+                    g.manifest
+                        .maps
+                        .iter()
+                        .find(|m| m.name == "churn")
+                        .unwrap()
+                        .id
+                )),
+                "{}: {e}",
+                g.name
+            );
         }
     }
 }

@@ -8,9 +8,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use bpfmem_core::uapi::{
     percpu_value_size, BpfBtfInfo, BpfMapInfo, BpfProgInfo, GetIdAttr, InfoByFdAttr, MapCreateAttr,
-    MapElemAttr, MapType, BPF_BTF_GET_FD_BY_ID, BPF_BTF_LOAD, BPF_MAP_CREATE, BPF_MAP_GET_FD_BY_ID,
-    BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM,
-    BPF_OBJ_GET_INFO_BY_FD, BPF_OBJ_NAME_LEN, BPF_PROG_GET_FD_BY_ID, BPF_PROG_LOAD,
+    MapElemAttr, MapType, BPF_BTF_GET_FD_BY_ID, BPF_BTF_LOAD, BPF_MAP_CREATE, BPF_MAP_DELETE_ELEM,
+    BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, BPF_MAP_GET_NEXT_KEY, BPF_MAP_LOOKUP_ELEM,
+    BPF_MAP_UPDATE_ELEM, BPF_OBJ_GET_INFO_BY_FD, BPF_OBJ_NAME_LEN, BPF_PROG_GET_FD_BY_ID,
+    BPF_PROG_LOAD,
 };
 use bpfmem_guest_agent::plan::PAGE_SIZE;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -122,6 +123,24 @@ impl Map {
         // SAFETY: the kernel reads `key_size` bytes of key and `value_buf` bytes
         // of value; the slices are at least that long.
         unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+    }
+
+    /// `BPF_MAP_DELETE_ELEM`; `Ok(false)` if the key was not there.
+    pub fn delete(&self, key: &[u8]) -> io::Result<bool> {
+        if key.len() != self.key_size {
+            return Err(einval());
+        }
+        let mut attr = MapElemAttr {
+            map_fd: raw_fd_u32(&self.fd),
+            key: key.as_ptr() as u64,
+            ..MapElemAttr::default()
+        };
+        // SAFETY: the kernel reads `key_size` bytes of key, which `key` holds.
+        match unsafe { sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr) } {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// `BPF_MAP_LOOKUP_ELEM`; `Ok(false)` if the key is not there.

@@ -210,6 +210,15 @@ fn watch_poke(created: &[maps::Created], console: &mut Console) {
         .iter()
         .find(|m| m.name == plan::POKE)
         .map_or(0, |m| m.max_entries);
+    let mut churn = created
+        .iter()
+        .find(|c| plan::MAPS.get(c.index as usize).map(|m| m.name) == Some(plan::CHURN))
+        .and_then(|c| c.fd().try_clone().ok())
+        .and_then(|fd| {
+            bpf::map_info(&fd)
+                .and_then(|info| bpf::Map::new(fd, &info, 1))
+                .ok()
+        });
     let mut known: Vec<Option<Vec<u8>>> = (0..entries).map(read).collect();
     let mut changed: Vec<Option<Vec<u8>>> = vec![None; known.len()];
     loop {
@@ -226,10 +235,29 @@ fn watch_poke(created: &[maps::Created], console: &mut Console) {
                 console.line(&format!("{POKE_SEEN} {key} {hex}"));
                 known[i] = now;
                 changed[i] = None;
+                // The host wrote, so the images are taken: start the churn.
+                if let Some(churn) = churn.take() {
+                    std::thread::spawn(move || churn_forever(churn));
+                }
             } else {
                 changed[i] = now;
             }
         }
+    }
+}
+
+/// Rewrite the [`plan::CHURN`] hash forever: every step updates (or inserts)
+/// one key and deletes another, values from [`plan::churn_value`].
+fn churn_forever(map: bpf::Map) {
+    let mut state = 0x6368_7572_6eu64;
+    let mut generation = 0u64;
+    loop {
+        let r = bpfmem_guest_agent::splitmix64(&mut state);
+        let key = (r as u32) % plan::CHURN_KEYS;
+        generation = generation.wrapping_add(1);
+        let _ = map.update(&key.to_le_bytes(), &plan::churn_value(key, generation), 0);
+        let gone = ((r >> 32) as u32) % plan::CHURN_KEYS;
+        let _ = map.delete(&gone.to_le_bytes());
     }
 }
 

@@ -131,7 +131,7 @@ impl MapSpec {
 }
 
 /// The maps, in creation order; the index is the `map_index` of their bytes.
-pub const MAPS: [MapSpec; 18] = [
+pub const MAPS: [MapSpec; 19] = [
     MapSpec::new("arr", MapType::ARRAY, 4, 8, 64).fill(64),
     MapSpec::new("arr_v20", MapType::ARRAY, 4, 20, 100).fill(100),
     // 1000-byte elements straddle pages.
@@ -174,7 +174,42 @@ pub const MAPS: [MapSpec; 18] = [
     // Value size 0: the size of the vmlinux struct, found at run time.
     MapSpec::new("st_ops", MapType::STRUCT_OPS, 4, 0, 1)
         .with_btf(MapBtf::VmlinuxValue("bpf_struct_ops_tcp_congestion_ops")),
+    // Rewritten without pause after the live write (see [`CHURN`]).
+    MapSpec::new(CHURN, MapType::HASH, 4, 16, 4096).fill(1000),
 ];
+
+/// A hash the agent keeps rewriting, once the host's live write showed the
+/// images are taken: inserts, updates and deletes of keys below
+/// [`CHURN_KEYS`], each value `churn_value(key, generation)`, so a reader of the
+/// running guest's RAM can tell a value torn by a concurrent update.
+pub const CHURN: &str = "churn";
+
+/// Keys the churn writes: `0..CHURN_KEYS` as little-endian `u32`.
+pub const CHURN_KEYS: u32 = 2048;
+
+/// A churn value: the generation, then a check word derived from key and
+/// generation.
+pub fn churn_value(key: u32, generation: u64) -> [u8; 16] {
+    let mut state = u64::from(key) ^ generation.rotate_left(17) ^ 0x6368_7572_6e21;
+    let check = crate::manifest::splitmix64(&mut state);
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&generation.to_le_bytes());
+    v[8..].copy_from_slice(&check.to_le_bytes());
+    v
+}
+
+/// Whether `value` is a whole churn value for `key` (not torn).
+pub fn is_churn_value(key: u32, value: &[u8]) -> bool {
+    let Ok(generation) = value
+        .get(..8)
+        .unwrap_or_default()
+        .try_into()
+        .map(u64::from_le_bytes)
+    else {
+        return false;
+    };
+    value == churn_value(key, generation)
+}
 
 /// The map the host writes into while the guest runs; the agent watches it
 /// through `bpf(2)` and reports changes (see [`crate::manifest::POKE_SEEN`]).
