@@ -98,6 +98,14 @@ pub fn poke(ram: &Path, wait: &WaitLine<'_>) -> Fallible<String> {
     let seen: Hex = rest.trim().parse()?;
     // The agent starts its churn when it sees the write.
     let churn = read_churn(&k)?;
+    let before = map_entries_before()?;
+    if churn.max_entries <= before {
+        return Err(format!(
+            "the guest's churn never showed ({} entries at most, {before} before it)",
+            churn.max_entries
+        )
+        .into());
+    }
     let report = Poke {
         id: map.id,
         key,
@@ -108,6 +116,15 @@ pub fn poke(ram: &Path, wait: &WaitLine<'_>) -> Fallible<String> {
         churn: Some(churn),
     };
     Ok(serde_json::to_string(&report)?)
+}
+
+/// Entries the plan put in the churn map before the churn started.
+fn map_entries_before() -> Fallible<u64> {
+    let spec = bpfmem_guest_agent::plan::MAPS
+        .iter()
+        .find(|m| m.name == CHURN)
+        .ok_or("no churn map in the plan")?;
+    Ok(u64::from(spec.entries))
 }
 
 /// Walk the `churn` hash of the running guest again and again for

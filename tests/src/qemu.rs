@@ -156,6 +156,19 @@ pub fn run_guest(
             let wait = |prefix: &str, timeout: Duration| wait_line(&console, seen, prefix, timeout);
             let r = step(&ram_live, &wait).map_err(|e| e.to_string());
             q.execute("stop", json!({}))?;
+            // A guest kernel that crashed meanwhile (software emulation does,
+            // now and then) made the live step meaningless: boot again.
+            let text = fs::read_to_string(&console).unwrap_or_default();
+            if let Some(line) = text
+                .get(seen..)
+                .unwrap_or_default()
+                .lines()
+                .find(|l| is_kernel_crash(l))
+            {
+                return Err(
+                    format!("guest kernel crashed during the live step: {}", line.trim()).into(),
+                );
+            }
             Some(r)
         }
         None => None,
