@@ -203,9 +203,19 @@ impl<B: AsRef<[u8]>, R: AsRef<[Region]>> RegionMap<B, R> {
     }
 }
 
-impl<B: AsRef<[u8]>, R: AsRef<[Region]>> PhysRead for RegionMap<B, R> {
-    fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> Result<()> {
-        let store = self.bytes.as_ref();
+impl<B: AsRef<[u8]>, R: AsRef<[Region]>> RegionMap<B, R> {
+    /// Fill `buf` from `pa` on, region by region: `copy(offset, piece)` gets
+    /// each piece of `buf` and the store offset its bytes come from. Fails,
+    /// before `copy` sees any byte that is missing, with [`Error::Unmapped`].
+    /// Lets a file-backed store read large ranges another way than through
+    /// the mapping (`pread`, say).
+    pub fn read_pieces(
+        &self,
+        pa: Pa,
+        buf: &mut [u8],
+        mut copy: impl FnMut(u64, &mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let store_len = len64(self.bytes.as_ref());
         let mut cur = pa;
         let mut rest = buf;
         while !rest.is_empty() {
@@ -218,17 +228,34 @@ impl<B: AsRef<[u8]>, R: AsRef<[Region]>> PhysRead for RegionMap<B, R> {
             let skip = cur.offset_from(r.pa).ok_or(unmapped)?;
             let avail = r.len.checked_sub(skip).ok_or(unmapped)?;
             let n = usize::try_from(avail.min(len64(rest))).map_err(|_| unmapped)?;
-            let off = usize::try_from(r.offset.checked_add(skip).ok_or(unmapped)?)
-                .map_err(|_| unmapped)?;
-            let src = store
-                .get(off..off.checked_add(n).ok_or(unmapped)?)
-                .ok_or(unmapped)?;
+            let off = r.offset.checked_add(skip).ok_or(unmapped)?;
+            if off.checked_add(n as u64).is_none_or(|end| end > store_len) {
+                return Err(unmapped);
+            }
             let (head, tail) = rest.split_at_mut(n);
-            head.copy_from_slice(src);
+            copy(off, head)?;
             rest = tail;
-            cur = cur.checked_add(len64(src)).ok_or(unmapped)?;
+            cur = cur.checked_add(n as u64).ok_or(unmapped)?;
         }
         Ok(())
+    }
+}
+
+impl<B: AsRef<[u8]>, R: AsRef<[Region]>> PhysRead for RegionMap<B, R> {
+    fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> Result<()> {
+        let store = self.bytes.as_ref();
+        self.read_pieces(pa, buf, |off, piece| {
+            let unmapped = Error::Unmapped {
+                pa,
+                len: len64(piece),
+            };
+            let off = usize::try_from(off).map_err(|_| unmapped)?;
+            let src = store
+                .get(off..off.checked_add(piece.len()).ok_or(unmapped)?)
+                .ok_or(unmapped)?;
+            piece.copy_from_slice(src);
+            Ok(())
+        })
     }
 
     fn next_range(&self, from: Pa) -> Option<PhysRange> {

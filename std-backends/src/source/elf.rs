@@ -101,6 +101,7 @@ const MAX_NOTE_BYTES: u64 = 16 << 20;
 /// An ELF core file, mapped, read as physical memory.
 pub struct ElfCore {
     path: PathBuf,
+    file: std::fs::File,
     mem: RegionMap<Mmap, Vec<Region>>,
     clipped: Vec<Region>,
     /// The `PT_NOTE` segments' bytes, copied out at open and checked there.
@@ -163,12 +164,13 @@ impl ElfCore {
     }
 
     fn open_with(path: &Path, truncation: Truncation) -> Result<Self, SourceError> {
-        let map = super::map_file(path)?;
+        let (file, map) = super::map_file(path)?;
         let layout = Layout::parse(&map, map.len() as u64, truncation)
             .map_err(|f| SourceError::new(path, Some(f.offset), f.kind))?;
         let mem = super::region_map(path, map, layout.regions)?;
         Ok(ElfCore {
             path: path.to_path_buf(),
+            file,
             mem,
             clipped: layout.clipped,
             note_bytes: layout.note_bytes,
@@ -224,7 +226,7 @@ impl ElfCore {
 
 impl PhysRead for ElfCore {
     fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> bpfmem_core::Result<()> {
-        self.mem.read_phys(pa, buf)
+        super::read_file_regions(&self.file, &self.mem, pa, buf)
     }
 
     fn next_range(&self, from: Pa) -> Option<PhysRange> {

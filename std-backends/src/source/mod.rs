@@ -43,7 +43,7 @@ use memmap2::{Mmap, MmapOptions};
 use crate::error::{FilePart, SourceError, SourceErrorKind};
 
 /// Map all of the regular file at `path` read-only.
-fn map_file(path: &Path) -> Result<Mmap, SourceError> {
+fn map_file(path: &Path) -> Result<(File, Mmap), SourceError> {
     let io = |op, error| SourceError::new(path, None, SourceErrorKind::Io { op, error });
     let file = File::open(path).map_err(|e| io("cannot open", e))?;
     let meta = file.metadata().map_err(|e| io("cannot stat", e))?;
@@ -81,7 +81,35 @@ fn map_file(path: &Path) -> Result<Mmap, SourceError> {
     // guards against that. Callers who cannot rule it out should copy the file
     // first.
     let map = unsafe { MmapOptions::new().len(len).map(&file) };
-    map.map_err(|e| io("cannot map", e))
+    let map = map.map_err(|e| io("cannot map", e))?;
+    Ok((file, map))
+}
+
+/// Reads at least this long go through `pread(2)` instead of the mapping: a
+/// scan of hundreds of MiB then costs no page faults and leaves nothing
+/// resident in our process.
+const BULK_READ: usize = 64 << 10;
+
+/// `read_phys` for a file-backed region map: small reads copy from the
+/// mapping, bulk reads `pread` the same bytes.
+fn read_file_regions(
+    file: &File,
+    mem: &RegionMap<Mmap, Vec<Region>>,
+    pa: bpfmem_core::Pa,
+    buf: &mut [u8],
+) -> bpfmem_core::Result<()> {
+    use bpfmem_core::PhysRead;
+    use std::os::unix::fs::FileExt;
+    if buf.len() < BULK_READ {
+        return mem.read_phys(pa, buf);
+    }
+    mem.read_pieces(pa, buf, |off, piece| {
+        file.read_exact_at(piece, off)
+            .map_err(|_| bpfmem_core::Error::Unmapped {
+                pa,
+                len: piece.len() as u64,
+            })
+    })
 }
 
 /// A region map over `bytes`, or an error naming the first bad region.

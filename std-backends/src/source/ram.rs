@@ -19,6 +19,7 @@ use crate::error::{SourceError, SourceErrorKind};
 /// A raw guest-RAM file, mapped, read as physical memory.
 pub struct RamFile {
     path: PathBuf,
+    file: File,
     mem: RegionMap<Mmap, Vec<Region>>,
     /// The file opened for writing, when [`RamFile::open_writable`] opened it.
     writer: Option<File>,
@@ -30,13 +31,13 @@ impl RamFile {
     /// QEMU's `memory-backend-file` for a guest of up to about 3 GiB.
     pub fn open(path: impl AsRef<Path>, base: Pa) -> Result<Self, SourceError> {
         let path = path.as_ref();
-        let map = super::map_file(path)?;
+        let (file, map) = super::map_file(path)?;
         let region = Region {
             pa: base,
             len: map.len() as u64,
             offset: 0,
         };
-        Self::with_map(path, map, vec![region])
+        Self::with_map(path, file, map, vec![region])
     }
 
     /// The file holds several banks of physical memory, in any order. For an
@@ -50,9 +51,9 @@ impl RamFile {
         mut regions: Vec<Region>,
     ) -> Result<Self, SourceError> {
         let path = path.as_ref();
-        let map = super::map_file(path)?;
+        let (file, map) = super::map_file(path)?;
         regions.sort_unstable_by_key(|r| r.pa);
-        Self::with_map(path, map, regions)
+        Self::with_map(path, file, map, regions)
     }
 
     /// [`RamFile::open`], and writable through [`PhysWrite`]: the memory of a
@@ -73,9 +74,15 @@ impl RamFile {
         Ok(ram)
     }
 
-    fn with_map(path: &Path, map: Mmap, regions: Vec<Region>) -> Result<Self, SourceError> {
+    fn with_map(
+        path: &Path,
+        file: File,
+        map: Mmap,
+        regions: Vec<Region>,
+    ) -> Result<Self, SourceError> {
         Ok(RamFile {
             path: path.to_path_buf(),
+            file,
             mem: super::region_map(path, map, regions)?,
             writer: None,
         })
@@ -104,7 +111,7 @@ impl RamFile {
 
 impl PhysRead for RamFile {
     fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> bpfmem_core::Result<()> {
-        self.mem.read_phys(pa, buf)
+        super::read_file_regions(&self.file, &self.mem, pa, buf)
     }
 
     fn next_range(&self, from: Pa) -> Option<PhysRange> {
