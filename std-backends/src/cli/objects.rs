@@ -15,8 +15,11 @@ fn objects(src: &Source) -> &dyn BpfObjectAccessor {
     }
 }
 
+/// Which programs a verb is about.
+type ProgFilter = Box<dyn Fn(&ProgInfo) -> bool>;
+
 /// `id N` or `name NAME` for programs.
-fn pick(args: &[String]) -> Result<Box<dyn Fn(&ProgInfo) -> bool>, Failure> {
+fn pick(args: &[String]) -> Result<ProgFilter, Failure> {
     match args {
         [] => Ok(Box::new(|_| true)),
         [kw, v] if kw == "id" => {
