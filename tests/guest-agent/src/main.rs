@@ -249,7 +249,7 @@ fn watch_poke(created: &[maps::Created], console: &mut Console) {
 /// Rewrite the [`plan::CHURN`] hash forever: every step updates (or inserts)
 /// one key and deletes another, values from [`plan::churn_value`].
 fn churn_forever(map: bpf::Map) {
-    let mut state = 0x6368_7572_6eu64;
+    let mut state = 0x0063_6875_726e_u64;
     let mut generation = 0u64;
     loop {
         let r = bpfmem_guest_agent::splitmix64(&mut state);
