@@ -454,6 +454,8 @@ impl Htab {
             chain: 0,
             elems: 0,
             brent: Brent::new(),
+            pending: None,
+            heads: Heads::new(),
         }
     }
 
@@ -550,6 +552,39 @@ impl Htab {
         k.read_kva(e.value, buf)
     }
 
+    /// The whole key and the first `value.len()` bytes of the value of `e`, in
+    /// a map that is not per-CPU: one read when they are small, as they sit
+    /// next to each other (`key`, padding to 8, value).
+    pub fn read_key_value<K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        e: &HtabElem,
+        key: &mut [u8],
+        value: &mut [u8],
+    ) -> Result<()> {
+        const SMALL: usize = 512;
+        let gap = usize::try_from(round_up_8(self.key_size)).unwrap_or(usize::MAX);
+        let whole_key = u64::try_from(key.len()).ok() == Some(u64::from(self.key_size));
+        let total = gap.saturating_add(value.len());
+        if self.is_percpu() || !whole_key || total > SMALL {
+            self.read_key(k, e, key)?;
+            return self.read_value(k, e, value);
+        }
+        Self::check_len("htab_elem value", e.value, value.len(), self.value_size)?;
+        let mut buf = [0u8; SMALL];
+        let both = buf
+            .get_mut(..total)
+            .ok_or(Error::malformed("htab_elem", e.elem))?;
+        k.read_kva(e.key, both)?;
+        let (k_part, rest) = both.split_at(key.len());
+        key.copy_from_slice(k_part);
+        let v_part = rest
+            .get(gap.saturating_sub(key.len())..)
+            .ok_or(Error::malformed("htab_elem", e.elem))?;
+        value.copy_from_slice(v_part);
+        Ok(())
+    }
+
     /// The first `buf.len()` (at most `value_size`) bytes of `cpu`'s value of
     /// `e`, in a per-CPU map: `per_cpu_ptr(pptr, cpu)`.
     pub fn read_percpu_value<K: KernelRead + ?Sized>(
@@ -635,9 +670,125 @@ pub struct HtabIter<'a, K: ?Sized> {
     /// Elements yielded.
     elems: u64,
     brent: Brent,
+    /// The value of `*link`, when the element header read already had it.
+    pending: Option<u64>,
+    /// Bucket heads read ahead, a block at a time.
+    heads: Heads,
 }
 
+/// Bytes of bucket array read at a time.
+const HEADS_BUF: usize = 1024;
+
+/// Bytes of an element header read at once (`hash_node` and `hash`).
+const HEADER_BUF: usize = 64;
+
+/// A block of the bucket array.
+#[derive(Clone, Copy, Debug)]
+struct Heads {
+    buf: [u8; HEADS_BUF],
+    /// Index of the first bucket in `buf`.
+    first: u64,
+    /// Buckets in `buf`.
+    count: u64,
+}
+
+impl Heads {
+    const fn new() -> Self {
+        Heads {
+            buf: [0; HEADS_BUF],
+            first: 0,
+            count: 0,
+        }
+    }
+}
+
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    let b = b.get(at..at.checked_add(8)?)?;
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    Some(u64::from_le_bytes(w))
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    let b = b.get(at..at.checked_add(4)?)?;
+    let mut w = [0u8; 4];
+    w.copy_from_slice(b);
+    Some(u32::from_le_bytes(w))
+}
+
+/// Buckets ahead whose first element is prefetched: elements sit in random
+/// order, so a walk waits on memory unless it asks early.
+const PREFETCH_BUCKETS: u64 = 16;
+
 impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
+    /// Ask for the first element of the bucket [`PREFETCH_BUCKETS`] ahead, if
+    /// its head is in the block read ahead.
+    fn prefetch_ahead(&self) {
+        let h = &self.heads;
+        let b = self.bucket.saturating_add(PREFETCH_BUCKETS);
+        let size = u64::from(self.htab.bucket.size);
+        if b < h.first || b >= h.first.saturating_add(h.count) {
+            return;
+        }
+        let at_in = u64::from(self.htab.bucket.head).saturating_add(NEXT);
+        let off = b
+            .saturating_sub(h.first)
+            .saturating_mul(size)
+            .saturating_add(at_in);
+        if let Some(ptr) = usize::try_from(off).ok().and_then(|o| le_u64(&h.buf, o)) {
+            if !is_a_nulls(ptr) && ptr != 0 {
+                self.k.prefetch_kva(Kva(ptr));
+            }
+        }
+    }
+
+    /// `buckets[bucket].head.first`, from a block read ahead when the bucket
+    /// layout allows; a block that does not read falls back to one head, so
+    /// an error names the bucket that failed.
+    fn head(&mut self, bucket: u64) -> Result<u64> {
+        let size = u64::from(self.htab.bucket.size);
+        let at_in = u64::from(self.htab.bucket.head).saturating_add(NEXT);
+        let fits = size >= 8 && at_in.saturating_add(8) <= size && size <= HEADS_BUF as u64;
+        if fits {
+            let h = &self.heads;
+            // Refill early enough that the prefetch distance stays in the block.
+            let ahead = bucket
+                .saturating_add(PREFETCH_BUCKETS)
+                .min(u64::from(self.htab.n_buckets).saturating_sub(1));
+            if bucket >= h.first && ahead < h.first.saturating_add(h.count) {
+                let off = bucket
+                    .saturating_sub(h.first)
+                    .saturating_mul(size)
+                    .saturating_add(at_in);
+                if let Some(v) = usize::try_from(off).ok().and_then(|o| le_u64(&h.buf, o)) {
+                    return Ok(v);
+                }
+            }
+            let left = u64::from(self.htab.n_buckets).saturating_sub(bucket);
+            let count = (HEADS_BUF as u64).checked_div(size).unwrap_or(0).min(left);
+            let len = usize::try_from(count.saturating_mul(size)).unwrap_or(0);
+            let start = self
+                .htab
+                .bucket_head(bucket)?
+                .checked_sub(at_in)
+                .ok_or(Error::malformed("bpf_htab.buckets", self.htab.kva))?;
+            self.heads.count = 0;
+            if let Some(dst) = self.heads.buf.get_mut(..len) {
+                if count > 0 && self.k.read_kva(start, dst).is_ok() {
+                    self.heads.first = bucket;
+                    self.heads.count = count;
+                    if let Some(v) = usize::try_from(at_in)
+                        .ok()
+                        .and_then(|o| le_u64(&self.heads.buf, o))
+                    {
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+        self.k.read_kva_u64(self.htab.bucket_head(bucket)?)
+    }
+
     /// The next element, `None` at the end, or the error that ended the walk.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<HtabElem>> {
@@ -666,18 +817,23 @@ impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
             State::Walk => {}
         }
         loop {
-            let link = match self.link {
-                Some(at) => at,
+            let (link, ptr) = match self.link {
+                Some(at) => match self.pending.take() {
+                    Some(v) => (at, v),
+                    None => (at, self.k.read_kva_u64(at)?),
+                },
                 None => {
                     if self.bucket >= u64::from(self.htab.n_buckets) {
                         return Ok(None);
                     }
                     self.chain = 0;
                     self.brent = Brent::new();
-                    self.htab.bucket_head(self.bucket)?
+                    let at = self.htab.bucket_head(self.bucket)?;
+                    let head = self.head(self.bucket)?;
+                    self.prefetch_ahead();
+                    (at, head)
                 }
             };
-            let ptr = self.k.read_kva_u64(link)?;
             if is_a_nulls(ptr) {
                 // The kernel restarts a lookup that ends in another bucket's
                 // marker (lookup_nulls_elem_raw()): the element it was on moved.
@@ -709,9 +865,26 @@ impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
                 return Err(Error::limit("htab_elem", elem, self.max_elems));
             }
             self.chain = self.chain.saturating_add(1);
-            let hash = self
-                .k
-                .read_kva_u32(field(elem, self.htab.elem.hash, "htab_elem")?)?;
+            // One read for `hash_node.next` and `hash` when they sit close.
+            let next_at = u64::from(self.htab.elem.hash_node).saturating_add(NEXT);
+            let hash_at = u64::from(self.htab.elem.hash);
+            let hdr = next_at.saturating_add(8).max(hash_at.saturating_add(4));
+            let mut buf = [0u8; HEADER_BUF];
+            let header = usize::try_from(hdr).ok().and_then(|n| buf.get_mut(..n));
+            let hash = match header {
+                Some(dst) => {
+                    self.k.read_kva(elem, dst)?;
+                    let dst: &[u8] = dst;
+                    self.pending = usize::try_from(next_at).ok().and_then(|o| le_u64(dst, o));
+                    usize::try_from(hash_at)
+                        .ok()
+                        .and_then(|o| le_u32(dst, o))
+                        .ok_or(Error::malformed("htab_elem", elem))?
+                }
+                None => self
+                    .k
+                    .read_kva_u32(field(elem, self.htab.elem.hash, "htab_elem")?)?,
+            };
             let mask = self.htab.n_buckets.wrapping_sub(1);
             if u64::from(hash & mask) != self.bucket {
                 return Err(Error::malformed("htab_elem.hash", elem));
@@ -1577,12 +1750,10 @@ mod tests {
     #[test]
     fn elements_outside_memory() {
         let (mut t, chain) = five(false);
-        // A head pointing away: the hash is the first thing read.
+        // A head pointing away: the element's header (next and hash, read
+        // at once) is the first thing read.
         t.img.put_u64(t.head(1), FAR.0);
-        let far_hash = Error::NotMapped {
-            kva: at(FAR, 40),
-            level: 0,
-        };
+        let far_hash = Error::NotMapped { kva: FAR, level: 0 };
         assert_eq!(t.walk(), Err(far_hash));
         // A next pointer pointing away, after one good element.
         t.img.put_u64(t.head(1), chain[0].0);

@@ -434,6 +434,16 @@ impl Translator {
     /// [`Error::NotMapped`] naming its level; an entry pointing outside `mem`
     /// fails with the read's [`Error::Unmapped`].
     pub fn walk_mapping<M: PhysRead + ?Sized>(&self, mem: &M, kva: Kva) -> Result<Mapping> {
+        self.walk_mapping_table(mem, kva).map(|(m, _)| m)
+    }
+
+    /// [`Translator::walk_mapping`], and the PTE table the walk ended in when
+    /// it went down to a 4 KiB page.
+    pub fn walk_mapping_table<M: PhysRead + ?Sized>(
+        &self,
+        mem: &M,
+        kva: Kva,
+    ) -> Result<(Mapping, Option<Pa>)> {
         if !is_canonical(kva, self.levels) {
             return Err(Error::NonCanonical { kva });
         }
@@ -448,12 +458,16 @@ impl Translator {
                 Entry::NotPresent => return Err(Error::NotMapped { kva, level }),
                 Entry::Table(next) => table = next,
                 Entry::Page { pa, size } => {
-                    return Ok(Mapping {
-                        kva: kva.align_down(size),
-                        pa,
-                        len: size,
-                        via: Via::Walk,
-                    })
+                    let pte_table = (level == 1).then_some(table);
+                    return Ok((
+                        Mapping {
+                            kva: kva.align_down(size),
+                            pa,
+                            len: size,
+                            via: Via::Walk,
+                        },
+                        pte_table,
+                    ));
                 }
                 Entry::Reserved => {
                     return Err(Error::malformed(table_name(self.levels, level), slot))
@@ -481,25 +495,51 @@ pub struct Stats {
     pub cache_hits: u64,
 }
 
-/// Cached mappings per [`KernelMem`]. Fully associative: each slot holds a whole
-/// mapping, so a 2 MiB page or the entire direct map takes one slot.
-const CACHE_SLOTS: usize = 16;
+/// Slots for mappings larger than a base page (the linear maps, 2 MiB and
+/// 1 GiB pages), fully associative: each holds a whole mapping.
+const BIG_SLOTS: usize = 8;
+
+/// Slots for 4 KiB pages, direct-mapped by page number: a walk over a few MiB
+/// of vmalloc'd objects (a hash table's elements) keeps its pages here.
+const PAGE_SLOTS: usize = 256;
+const _: () = assert!(PAGE_SLOTS.is_power_of_two());
+
+/// Remembered last-level tables (PTE pages), direct-mapped by 2 MiB region:
+/// translating a new 4 KiB page next to one seen before costs one read, like
+/// the paging-structure caches of a CPU.
+const TABLE_SLOTS: usize = 32;
+const _: () = assert!(TABLE_SLOTS.is_power_of_two());
+
+/// A PTE table and the 2 MiB of address space it maps; `region` 0 is empty
+/// (no kernel address is that low).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PteTable {
+    region: u64,
+    table: Pa,
+}
+
+const NO_TABLE: PteTable = PteTable {
+    region: 0,
+    table: Pa(0),
+};
 
 /// A kernel's virtual address space over its physical memory: [`KernelRead`]
-/// through a [`Translator`], with a small cache of recent mappings so a walk over
-/// a structure costs one translation per page, not per read.
+/// through a [`Translator`], with caches of recent mappings and page tables so
+/// a walk over a structure costs about one translation per page, not per read.
 ///
-/// The cache assumes the page tables do not change while it is used; over a live
-/// source, call [`KernelMem::flush_cache`] between snapshots.
+/// The caches assume the page tables do not change while they are used; over
+/// a live source, call [`KernelMem::flush_cache`] between snapshots.
 #[derive(Clone, Debug)]
 pub struct KernelMem<M> {
     mem: M,
     tr: Translator,
-    cache: Cell<[Mapping; CACHE_SLOTS]>,
-    /// The slot that answered or was filled last, tried first.
+    big: Cell<[Mapping; BIG_SLOTS]>,
+    /// The big slot that answered or was filled last, tried first.
     last: Cell<usize>,
-    /// The slot the next miss fills (round robin).
+    /// The big slot the next miss fills (round robin).
     next: Cell<usize>,
+    pages: [Cell<Mapping>; PAGE_SLOTS],
+    tables: [Cell<PteTable>; TABLE_SLOTS],
     stats: Cell<Stats>,
 }
 
@@ -509,9 +549,11 @@ impl<M: PhysRead> KernelMem<M> {
         KernelMem {
             mem,
             tr,
-            cache: Cell::new([Mapping::EMPTY; CACHE_SLOTS]),
+            big: Cell::new([Mapping::EMPTY; BIG_SLOTS]),
             last: Cell::new(0),
             next: Cell::new(0),
+            pages: core::array::from_fn(|_| Cell::new(Mapping::EMPTY)),
+            tables: core::array::from_fn(|_| Cell::new(NO_TABLE)),
             stats: Cell::new(Stats::default()),
         }
     }
@@ -536,19 +578,40 @@ impl<M: PhysRead> KernelMem<M> {
         self.stats.get()
     }
 
-    /// Forget every cached translation (the counters stay).
+    /// Forget every cached translation and table (the counters stay).
     pub fn flush_cache(&self) {
-        self.cache.set([Mapping::EMPTY; CACHE_SLOTS]);
+        self.big.set([Mapping::EMPTY; BIG_SLOTS]);
+        for p in &self.pages {
+            p.set(Mapping::EMPTY);
+        }
+        for t in &self.tables {
+            t.set(NO_TABLE);
+        }
     }
 
-    /// [`Translator::translate`] through the cache.
-    pub fn translate(&self, kva: Kva) -> Result<(Pa, u64)> {
-        let slots: &Cell<[Mapping]> = &self.cache;
+    fn page_slot(&self, kva: Kva) -> Option<&Cell<Mapping>> {
+        let i = usize::try_from(kva.get().wrapping_shr(12) & (PAGE_SLOTS as u64).wrapping_sub(1))
+            .ok()?;
+        self.pages.get(i)
+    }
+
+    fn table_slot(&self, kva: Kva) -> Option<&Cell<PteTable>> {
+        let i = usize::try_from(
+            kva.get().wrapping_shr(PMD_SHIFT) & (TABLE_SLOTS as u64).wrapping_sub(1),
+        )
+        .ok()?;
+        self.tables.get(i)
+    }
+
+    /// A cached answer for `kva`, if any.
+    fn cached(&self, kva: Kva) -> Option<(Pa, u64)> {
+        if let Some(hit) = self.page_slot(kva).and_then(|s| s.get().lookup(kva)) {
+            return Some(hit);
+        }
+        let slots: &Cell<[Mapping]> = &self.big;
         let slots = slots.as_slice_of_cells();
-        let mut stats = self.stats.get();
-        let last = self.last.get();
-        let hit = slots
-            .get(last)
+        slots
+            .get(self.last.get())
             .and_then(|s| s.get().lookup(kva))
             .or_else(|| {
                 slots.iter().enumerate().find_map(|(i, s)| {
@@ -556,8 +619,62 @@ impl<M: PhysRead> KernelMem<M> {
                     self.last.set(i);
                     Some(hit)
                 })
-            });
-        if let Some(hit) = hit {
+            })
+    }
+
+    fn remember(&self, m: Mapping) {
+        if m.len == PAGE_SIZE {
+            if let Some(s) = self.page_slot(m.kva) {
+                s.set(m);
+            }
+            return;
+        }
+        let slots: &Cell<[Mapping]> = &self.big;
+        let slots = slots.as_slice_of_cells();
+        let slot = self.next.get();
+        if let Some(s) = slots.get(slot) {
+            s.set(m);
+        }
+        self.last.set(slot);
+        self.next
+            .set(slot.checked_add(1).filter(|&n| n < BIG_SLOTS).unwrap_or(0));
+    }
+
+    /// The page walk, shortened to one read when the PTE table of `kva`'s
+    /// 2 MiB region is known.
+    fn walk(&self, kva: Kva) -> Result<Mapping> {
+        let region = kva.align_down(PMD_SIZE).get();
+        if let Some(t) = self.table_slot(kva).map(Cell::get) {
+            if t.region == region && region != 0 {
+                let slot =
+                    t.table
+                        .checked_add(pte_index(kva).wrapping_mul(8))
+                        .ok_or(Error::Unmapped {
+                            pa: t.table,
+                            len: 8,
+                        })?;
+                return match decode_entry(self.mem.read_u64(slot)?, 1) {
+                    Entry::Page { pa, size } => Ok(Mapping {
+                        kva: kva.align_down(size),
+                        pa,
+                        len: size,
+                        via: Via::Walk,
+                    }),
+                    _ => Err(Error::NotMapped { kva, level: 1 }),
+                };
+            }
+        }
+        let (m, table) = self.tr.walk_mapping_table(&self.mem, kva)?;
+        if let (Some(table), Some(s)) = (table, self.table_slot(kva)) {
+            s.set(PteTable { region, table });
+        }
+        Ok(m)
+    }
+
+    /// [`Translator::translate`] through the caches.
+    pub fn translate(&self, kva: Kva) -> Result<(Pa, u64)> {
+        let mut stats = self.stats.get();
+        if let Some(hit) = self.cached(kva) {
             stats.cache_hits = stats.cache_hits.wrapping_add(1);
             self.stats.set(stats);
             return Ok(hit);
@@ -570,26 +687,26 @@ impl<M: PhysRead> KernelMem<M> {
             Some(m) => Ok(m),
             None => {
                 stats.walks = stats.walks.wrapping_add(1);
-                self.tr.walk_mapping(&self.mem, kva)
+                self.walk(kva)
             }
         };
         self.stats.set(stats);
         let m = found?;
-        let slot = self.next.get();
-        if let Some(s) = slots.get(slot) {
-            s.set(m);
-        }
-        self.last.set(slot);
-        self.next.set(
-            slot.checked_add(1)
-                .filter(|&n| n < CACHE_SLOTS)
-                .unwrap_or(0),
-        );
+        self.remember(m);
         lookup(m, kva)
     }
 }
 
 impl<M: PhysRead> KernelRead for KernelMem<M> {
+    fn prefetch_kva(&self, kva: Kva) {
+        // Translating now fills the cache for the read that follows, so the
+        // walk is not extra work; an address that does not translate is left
+        // for that read to report.
+        if let Ok((pa, _)) = self.translate(kva) {
+            self.mem.prefetch(pa);
+        }
+    }
+
     fn read_kva(&self, kva: Kva, buf: &mut [u8]) -> Result<()> {
         let mut cur = kva;
         let mut rest = buf;
@@ -1121,22 +1238,78 @@ mod tests {
         km.flush_cache();
         km.read_kva_u64(Kva(kva)).unwrap();
         assert_eq!(km.stats().translations, 3);
-        // More distinct pages than slots: still correct, just more translations.
-        let mut t = Tables::new(4, 64);
-        for i in 0..40 {
+        // More distinct pages than page slots: still correct; pages whose
+        // slots collide (i and i + 256) are translated again.
+        let pages = PAGE_SLOTS as u64 + 44;
+        let mut t = Tables::new(4, 8 + pages as usize);
+        for i in 0..pages {
             t.map(0xffff_c900_0000_0000 + i * 0x1000, 0x8000 + i * 0x1000, 1);
             t.write(0x8000 + i * 0x1000, &[i as u8]);
         }
         let km = KernelMem::new(t.mem(), t.tr());
         for _ in 0..2 {
-            for i in 0..40 {
+            for i in 0..pages {
                 assert_eq!(
                     km.read_kva_u8(Kva(0xffff_c900_0000_0000 + i * 0x1000)),
                     Ok(i as u8)
                 );
             }
         }
-        assert_eq!(km.stats().translations, 80);
+        assert_eq!(km.stats().translations, pages + 2 * 44);
+    }
+
+    /// Counts physical reads.
+    struct Counting<M> {
+        mem: M,
+        reads: Cell<u64>,
+    }
+
+    impl<M: PhysRead> PhysRead for Counting<M> {
+        fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> Result<()> {
+            self.reads.set(self.reads.get() + 1);
+            self.mem.read_phys(pa, buf)
+        }
+    }
+
+    #[test]
+    fn pages_next_to_a_walked_one_cost_one_table_read() {
+        for levels in [4u8, 5] {
+            let base = sample_kva(levels) & !(PMD_SIZE - 1);
+            let mut t = Tables::new(levels, 24);
+            for i in 0..8 {
+                t.map(base + i * 0x1000, 0x1_0000 + i * 0x1000, 1);
+            }
+            // A page in another 2 MiB region, to show the table is per region.
+            t.map(base + PMD_SIZE, 0x1_0000, 1);
+            let mem = Counting {
+                mem: t.mem(),
+                reads: Cell::new(0),
+            };
+            let km = KernelMem::new(&mem, t.tr());
+            km.translate(Kva(base)).unwrap();
+            assert_eq!(mem.reads.get(), u64::from(levels), "{levels}-level walk");
+            for i in 1..8 {
+                assert_eq!(
+                    km.translate(Kva(base + i * 0x1000)),
+                    Ok((Pa(0x1_0000 + i * 0x1000), 0x1000))
+                );
+            }
+            assert_eq!(mem.reads.get(), u64::from(levels) + 7);
+            km.translate(Kva(base + PMD_SIZE)).unwrap();
+            assert_eq!(mem.reads.get(), 2 * u64::from(levels) + 7);
+            // Not present at the PTE, through the remembered table too.
+            assert_eq!(
+                km.translate(Kva(base + 9 * 0x1000)),
+                Err(Error::NotMapped {
+                    kva: Kva(base + 9 * 0x1000),
+                    level: 1
+                })
+            );
+            assert_eq!(km.stats().walks, 10);
+            km.flush_cache();
+            km.translate(Kva(base + 0x1000)).unwrap();
+            assert_eq!(mem.reads.get(), 3 * u64::from(levels) + 8);
+        }
     }
 
     #[test]

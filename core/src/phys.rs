@@ -32,6 +32,13 @@ pub trait PhysRead {
         None
     }
 
+    /// A hint that `pa` will be read soon: a source that can start fetching it
+    /// into the CPU's caches does (a walk over scattered kernel objects is
+    /// bound by memory latency, not bandwidth). Never fails, reads nothing.
+    fn prefetch(&self, pa: Pa) {
+        let _ = pa;
+    }
+
     /// Read one byte.
     fn read_u8(&self, pa: Pa) -> Result<u8> {
         let mut b = [0u8; 1];
@@ -84,6 +91,10 @@ impl<T: PhysRead + ?Sized> PhysRead for &T {
 
     fn next_range(&self, from: Pa) -> Option<PhysRange> {
         (**self).next_range(from)
+    }
+
+    fn prefetch(&self, pa: Pa) {
+        (**self).prefetch(pa)
     }
 }
 
@@ -192,6 +203,12 @@ impl<B: AsRef<[u8]>, R: AsRef<[Region]>> RegionMap<B, R> {
     /// The backing byte store.
     pub fn bytes(&self) -> &[u8] {
         self.bytes.as_ref()
+    }
+
+    /// Where in the byte store the byte at `pa` is, if the map has it.
+    pub fn store_offset(&self, pa: Pa) -> Option<u64> {
+        let r = self.region_at(pa)?;
+        r.offset.checked_add(pa.offset_from(r.pa)?)
     }
 
     /// The region holding `pa`, if any.

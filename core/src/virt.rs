@@ -14,6 +14,12 @@ pub trait KernelRead {
     /// not in the source. An empty read always succeeds.
     fn read_kva(&self, kva: Kva, buf: &mut [u8]) -> Result<()>;
 
+    /// A hint that `kva` will be read soon (see [`crate::PhysRead::prefetch`]).
+    /// Never fails, reads nothing, costs no page walk.
+    fn prefetch_kva(&self, kva: Kva) {
+        let _ = kva;
+    }
+
     /// Read one byte.
     fn read_kva_u8(&self, kva: Kva) -> Result<u8> {
         let mut b = [0u8; 1];
@@ -61,6 +67,10 @@ pub trait KernelRead {
 impl<T: KernelRead + ?Sized> KernelRead for &T {
     fn read_kva(&self, kva: Kva, buf: &mut [u8]) -> Result<()> {
         (**self).read_kva(kva, buf)
+    }
+
+    fn prefetch_kva(&self, kva: Kva) {
+        (**self).prefetch_kva(kva)
     }
 }
 

@@ -544,17 +544,17 @@ impl<M: PhysRead> Entries for HtabEntries<'_, M> {
         };
         let mem = self.kernel.mem();
         entry.key.resize(self.map.key_size as usize, 0);
-        self.htab
-            .read_key(mem, &e, &mut entry.key)
-            .map_err(mem_err(id))?;
         match &self.pcpu {
             None => {
                 entry.value.resize(self.map.value_size as usize, 0);
                 self.htab
-                    .read_value(mem, &e, &mut entry.value)
+                    .read_key_value(mem, &e, &mut entry.key, &mut entry.value)
                     .map_err(mem_err(id))?;
             }
             Some(pcpu) => {
+                self.htab
+                    .read_key(mem, &e, &mut entry.key)
+                    .map_err(mem_err(id))?;
                 self.kernel.read_percpu(
                     id,
                     pcpu,

@@ -106,6 +106,14 @@ impl PhysRead for Image {
         }
     }
 
+    fn prefetch(&self, pa: Pa) {
+        match self {
+            Image::Core(c) => c.prefetch(pa),
+            Image::Ram(r) => r.prefetch(pa),
+            _ => {}
+        }
+    }
+
     fn next_range(&self, from: Pa) -> Option<PhysRange> {
         match self {
             Image::Core(c) => c.next_range(from),

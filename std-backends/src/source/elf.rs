@@ -229,6 +229,10 @@ impl PhysRead for ElfCore {
         super::read_file_regions(&self.file, &self.mem, pa, buf)
     }
 
+    fn prefetch(&self, pa: Pa) {
+        super::prefetch_mapped(&self.mem, pa)
+    }
+
     fn next_range(&self, from: Pa) -> Option<PhysRange> {
         self.mem.next_range(from)
     }
