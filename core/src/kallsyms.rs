@@ -454,6 +454,48 @@ impl Kallsyms {
         }
     }
 
+    /// The addresses of the first symbols named `names[i]`, into `out[i]`
+    /// (`None` for names the table lacks), in one pass over the table that
+    /// ends once every name is found. A name is expanded only when its length
+    /// (the sum of its tokens' lengths) fits one of the names sought.
+    pub fn lookup_many<K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        names: &[&str],
+        out: &mut [Option<u64>],
+    ) -> Result<()> {
+        let mut left = 0usize;
+        for (o, n) in out.iter_mut().zip(names) {
+            *o = None;
+            if !n.is_empty() && n.len() <= MAX_NAME {
+                left = left.saturating_add(1);
+            }
+        }
+        let mut walk = Names::new();
+        let mut addrs = Addrs::new();
+        let mut index = 0u32;
+        while left > 0 && index < self.num_syms {
+            self.check_marker(k, index, walk.next)?;
+            let codes = walk.next_name(self, k)?;
+            // Type letter included.
+            let len = codes.iter().fold(0usize, |acc, &c| {
+                let t = self.tokens.get(usize::from(c)).copied().unwrap_or_default();
+                acc.saturating_add(usize::from(t.len))
+            });
+            for (o, n) in out.iter_mut().zip(names) {
+                if o.is_none()
+                    && n.len().saturating_add(1) == len
+                    && self.name_is(k, codes, n.as_bytes())?
+                {
+                    *o = Some(addrs.get(self, k, index)?);
+                    left = left.saturating_sub(1);
+                }
+            }
+            index = index.saturating_add(1);
+        }
+        Ok(())
+    }
+
     /// The index of the first symbol named `want`.
     fn index_of<K: KernelRead + ?Sized>(&self, k: &K, want: &[u8]) -> Result<Option<u32>> {
         if want.is_empty() || want.len() > MAX_NAME {

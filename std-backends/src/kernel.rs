@@ -575,18 +575,12 @@ fn find_symbols<K: KernelRead + ?Sized>(
     k: &K,
     ks: &Kallsyms,
 ) -> bpfmem_core::Result<KernelSymbols> {
+    let mut addrs = [None; WANTED.len()];
+    ks.lookup_many(k, &WANTED, &mut addrs)?;
     let mut found = KernelSymbols::default();
-    let mut left = WANTED.len();
-    let mut it = ks.iter(k);
-    while let Some(sym) = it.next()? {
-        if let Some(slot) = found.slot(sym.name()) {
-            if slot.is_none() {
-                *slot = Some(Kva(sym.addr()));
-                left -= 1;
-                if left == 0 {
-                    break;
-                }
-            }
+    for (name, addr) in WANTED.iter().zip(addrs) {
+        if let Some(slot) = found.slot(name.as_bytes()) {
+            *slot = addr.map(Kva);
         }
     }
     Ok(found)

@@ -1606,3 +1606,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn lookup_many_agrees_with_lookup_in_one_pass() {
+    for mode in MODES {
+        for order in ORDERS {
+            let syms = syms_for(mode);
+            let img = build(&syms, mode, order);
+            let ks = Kallsyms::with_mode(&img.kernel, &img.syms, mode).unwrap();
+            let first = core::str::from_utf8(&syms[0].name).unwrap();
+            let names = [
+                "map_idr",
+                "__bpf_map_idr_walk",
+                "no_such_symbol",
+                "",
+                first,
+                "map_idr_lock",
+                "bpf_map_get",
+            ];
+            let mut out = [Some(7u64); 7];
+            ks.lookup_many(&img.kernel, &names, &mut out).unwrap();
+            for (name, got) in names.iter().zip(out) {
+                assert_eq!(
+                    Ok(got),
+                    ks.lookup(&img.kernel, name),
+                    "{mode:?} {order:?} {name}"
+                );
+            }
+        }
+    }
+    // The lowest of duplicates, as lookup.
+    let syms = [
+        sym(b'T', "_text", START_KERNEL),
+        sym(b't', "bpf_map_free", START_KERNEL + 0x100),
+        sym(b'T', "bpf_map_free", START_KERNEL + 0x200),
+    ];
+    let img = build(&syms, AddressMode::Relative, Order::V6_1);
+    let ks = Kallsyms::new(&img.kernel, &img.syms, Some(0)).unwrap();
+    let mut out = [None];
+    ks.lookup_many(&img.kernel, &["bpf_map_free"], &mut out)
+        .unwrap();
+    assert_eq!(out, [Some(START_KERNEL + 0x100)]);
+}

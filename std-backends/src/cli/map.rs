@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 use bpfmem::format::{plain_lookup, EntryValues, MapTypes, PlainDump};
 
-use super::output::{entry_json, entry_plain, entry_plain_percpu, found, hex_json, EntryValue};
+use super::output::{
+    entry_json, entry_plain, entry_plain_percpu, found, hex_json, push_entry_json, EntryValue,
+};
 use super::source::Source;
 use super::{Failure, JsonArray, Out};
 
@@ -250,6 +252,7 @@ fn dump_one(
         _ => None,
     };
     let mut e = Entry::default();
+    let mut line = String::new();
     let mut progress = Progress::new();
     let r = loop {
         match entries.next_into(&mut e) {
@@ -282,7 +285,9 @@ fn dump_one(
                     .as_ref()
                     .and_then(typed)
                     .and_then(|f| f.to_json().ok());
-                a.item(&entry_json(&e.key, value, formatted))
+                line.clear();
+                push_entry_json(&mut line, &e.key, value, formatted.as_ref());
+                a.item_raw(&line)
             }
             (None, _, Some(plain)) => match types.as_ref().and_then(typed) {
                 Some(f) => {

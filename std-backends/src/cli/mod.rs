@@ -109,6 +109,19 @@ impl JsonArray<'_> {
         self.out.raw_json(v, 4)
     }
 
+    /// One element given as compact JSON text (pretty output re-indents it
+    /// through a parse, which only typed dumps for people need).
+    pub fn item_raw(&mut self, json: &str) -> Result<(), Failure> {
+        if self.out.pretty {
+            let v: Value =
+                serde_json::from_str(json).map_err(|e| Failure::Error(format!("JSON: {e}")))?;
+            return self.item(&v);
+        }
+        self.out.text(if self.first { "[" } else { "," })?;
+        self.first = false;
+        self.out.text(json)
+    }
+
     /// Close the array (an empty one is `[]`), with a newline if `newline`.
     pub fn end(self, newline: bool) -> Result<(), Failure> {
         let close = match (self.first, self.out.pretty) {

@@ -13,11 +13,19 @@ pub fn hex_json(bytes: &[u8]) -> Value {
     )
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `%02hhx`.
+fn push_hex(out: &mut String, b: u8) {
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 15)]));
+}
+
 /// `fprint_hex()`: bytes as `%02hhx`, `sep` between them, two spaces after every
 /// 8th byte and a newline after every 16th.
 pub fn fprint_hex(bytes: &[u8], sep: &str) -> String {
     let mut out = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate() {
         if i > 0 {
             if i % 16 == 0 {
                 out.push('\n');
@@ -27,9 +35,60 @@ pub fn fprint_hex(bytes: &[u8], sep: &str) -> String {
                 out.push_str(sep);
             }
         }
-        out.push_str(&format!("{b:02x}"));
+        push_hex(&mut out, b);
     }
     out
+}
+
+/// [`hex_json`] written straight into `out`, compact.
+fn push_hex_json(out: &mut String, bytes: &[u8]) {
+    out.push('[');
+    for (i, &b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("\"0x");
+        push_hex(out, b);
+        out.push('"');
+    }
+    out.push(']');
+}
+
+/// [`entry_json`], compact, written straight into `out` (a million entries
+/// build no JSON values). `formatted` is appended as it is.
+pub fn push_entry_json(
+    out: &mut String,
+    key: &[u8],
+    value: EntryValue<'_>,
+    formatted: Option<&Value>,
+) {
+    out.push_str("{\"key\":");
+    push_hex_json(out, key);
+    match value {
+        EntryValue::One(v) => {
+            out.push_str(",\"value\":");
+            push_hex_json(out, v);
+        }
+        EntryValue::PerCpu(values) => {
+            out.push_str(",\"values\":[");
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"cpu\":");
+                out.push_str(&i.to_string());
+                out.push_str(",\"value\":");
+                push_hex_json(out, v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+    }
+    if let Some(f) = formatted {
+        out.push_str(",\"formatted\":");
+        out.push_str(&f.to_string());
+    }
+    out.push('}');
 }
 
 /// `print_entry_plain()` for a map that is not per-CPU.
@@ -109,6 +168,22 @@ mod tests {
         );
         assert_eq!(fprint_hex(&[], " "), "");
         assert_eq!(hex_json(&[1, 0xab]), json!(["0x01", "0xab"]));
+    }
+
+    #[test]
+    fn compact_entries_equal_the_json_values() {
+        let mut s = String::new();
+        push_entry_json(&mut s, &[1, 0xab], EntryValue::One(&[0, 255]), None);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v, entry_json(&[1, 0xab], EntryValue::One(&[0, 255]), None));
+        let mut s = String::new();
+        let f = json!({"key": 1});
+        push_entry_json(&mut s, &[2], EntryValue::PerCpu(&[&[1], &[2]]), Some(&f));
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(
+            v,
+            entry_json(&[2], EntryValue::PerCpu(&[&[1], &[2]]), Some(f))
+        );
     }
 
     #[test]
