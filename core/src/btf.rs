@@ -78,7 +78,8 @@ pub fn read_btf<K: KernelRead + ?Sized>(k: &K, kva: Kva, off: &BtfOffsets) -> Re
     k.read_kva(field(kva, off.name)?, &mut name)?;
     let kernel_btf = k.read_kva_u8(field(kva, off.kernel_btf)?)? != 0;
     let data_size = k.read_kva_u32(field(kva, off.data_size)?)?;
-    let limit = if kernel_btf { 256 << 20 } else { BTF_MAX_SIZE };
+    // vmlinux BTF is 4-6 MiB; 64 MiB is the cap the std side puts on it too.
+    let limit = if kernel_btf { 64 << 20 } else { BTF_MAX_SIZE };
     if data_size > limit {
         return Err(Error::limit("btf.data_size", kva, u64::from(limit)));
     }

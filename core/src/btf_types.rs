@@ -19,6 +19,10 @@ pub const BTF_HEADER_LEN: usize = 24;
 /// `sizeof(struct btf_type)`.
 const TYPE_LEN: usize = 12;
 
+/// `KSYM_NAME_LEN` (512), the longest name `btf_name_valid_identifier()`
+/// (kernel/bpf/btf.c) lets through, NUL included.
+pub const BTF_MAX_NAME: usize = 512;
+
 /// `BTF_MAX_TYPE` (include/uapi/linux/btf.h): type ids fit in 20 bits.
 pub const BTF_MAX_TYPE: u32 = 0x000f_ffff;
 
@@ -206,10 +210,13 @@ impl<'a> BtfTypes<'a> {
     }
 
     /// The NUL-terminated string at `off` of the string section, without its
-    /// NUL; `None` if `off` is outside it.
+    /// NUL; `None` if `off` is outside it or the string is longer than any
+    /// name the kernel accepts ([`BTF_MAX_NAME`]): a search for a NUL that
+    /// never comes must not cost the rest of the section on every lookup.
     pub fn name(&self, off: u32) -> Option<&'a [u8]> {
         let rest = self.strings.get(off as usize..)?;
-        let end = memchr::memchr(0, rest)?;
+        let window = rest.get(..rest.len().min(BTF_MAX_NAME.saturating_add(1)))?;
+        let end = memchr::memchr(0, window)?;
         rest.get(..end)
     }
 
@@ -397,6 +404,19 @@ mod tests {
         assert_eq!(btf.by_id(&index, 2).unwrap().kind, kind::STRUCT);
         assert!(btf.by_id(&index, 0).is_err());
         assert!(btf.build_index(&mut [0u32; 2]).is_err());
+    }
+
+    #[test]
+    fn string_section_without_nuls_costs_one_name_per_lookup() {
+        // Regression: a string section of no NULs made every name lookup
+        // search the whole section (hostile suite: btf_string_section_is_garbage).
+        let mut strings = std::vec![0u8];
+        strings.extend(core::iter::repeat_n(b'a', 100_000));
+        strings.push(0);
+        let b = blob(&strings, &[(1, info(kind::STRUCT, 0, false), 4, &[])]);
+        let btf = BtfTypes::new(&b).unwrap();
+        assert_eq!(btf.name(1), None);
+        assert_eq!(btf.name(100_001 - 10), Some(&[b'a'; 10][..]));
     }
 
     #[test]

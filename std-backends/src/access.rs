@@ -193,6 +193,16 @@ pub trait BpfMapAccessor {
     /// Every map, by ascending id.
     fn list_maps(&self) -> Result<Vec<MapInfo>, AccessError>;
 
+    /// The maps listed before an error, and the error: when one map is
+    /// broken, the ones before it are still worth showing. Sources that list
+    /// all or nothing keep the default.
+    fn list_maps_partial(&self) -> (Vec<MapInfo>, Option<AccessError>) {
+        match self.list_maps() {
+            Ok(maps) => (maps, None),
+            Err(e) => (Vec::new(), Some(e)),
+        }
+    }
+
     /// The map with this id.
     fn map_info(&self, id: u32) -> Result<MapInfo, AccessError>;
 
@@ -228,6 +238,30 @@ pub trait BpfMapAccessor {
 
     /// The BTF object the map was created with (`btf_id`), `None` without one.
     fn map_btf(&self, id: u32) -> Result<Option<MapBtf>, AccessError>;
+}
+
+/// The largest value read into one buffer: all CPUs' values of a per-CPU
+/// map together. Sizes come from the guest; a kernel's own limits (32 KiB per
+/// CPU for per-CPU values, 4 MiB for hash values) stay far below.
+pub const MAX_VALUE_BYTES: u64 = 64 << 20;
+
+/// The largest struct_ops value: a `struct bpf_struct_ops_<name>` (a few
+/// hundred bytes to a few KiB in v6.12).
+pub const MAX_STRUCT_OPS_VALUE: u32 = 1 << 20;
+
+/// The largest BTF blob of a map read: `BTF_MAX_SIZE` (kernel/bpf/btf.c).
+pub const MAX_MAP_BTF: u32 = bpfmem_core::btf::BTF_MAX_SIZE;
+
+/// `value_size` bytes per value, `n` values: or a limit error naming the map.
+fn value_bytes(m: &MapInfo, n: usize) -> Result<usize, AccessError> {
+    let total = u64::from(m.value_size).saturating_mul(n as u64);
+    if total > MAX_VALUE_BYTES {
+        return Err(AccessError::Memory {
+            id: m.id,
+            error: Error::limit("map value bytes", m.kva, MAX_VALUE_BYTES),
+        });
+    }
+    Ok(total as usize)
 }
 
 fn mem_err(id: u32) -> impl Fn(Error) -> AccessError {
@@ -293,7 +327,14 @@ impl<M: PhysRead> Kernel<M> {
         out: &mut Vec<u8>,
     ) -> Result<(), AccessError> {
         let size = value_size as usize;
-        out.resize(size * self.possible_cpus().len(), 0);
+        let total = u64::from(value_size).saturating_mul(self.possible_cpus().len() as u64);
+        if total > MAX_VALUE_BYTES {
+            return Err(AccessError::Memory {
+                id,
+                error: Error::limit("map value bytes", Kva(0), MAX_VALUE_BYTES),
+            });
+        }
+        out.resize(total as usize, 0);
         for (&cpu, chunk) in self.possible_cpus().iter().zip(out.chunks_mut(size)) {
             let at = pcpu
                 .per_cpu_ptr(self.mem(), ptr, cpu)
@@ -306,6 +347,14 @@ impl<M: PhysRead> Kernel<M> {
     /// A checked hash table with its per-CPU pointer position settled.
     fn htab(&self, m: &MapInfo) -> Result<Htab, AccessError> {
         let mut htab = Htab::new(self.mem(), m, self.offsets()).map_err(mem_err(m.id))?;
+        // Its bucket array must fit the machine.
+        let need = u64::from(htab.n_buckets()).saturating_mul(16);
+        if self.phys_size() != 0 && need > self.phys_size() {
+            return Err(AccessError::Memory {
+                id: m.id,
+                error: Error::malformed("bpf_htab.n_buckets (larger than memory)", m.kva),
+            });
+        }
         if htab.is_percpu() && htab.pcpu_ptr_at().is_none() {
             let at = detect_pcpu_ptr_at(
                 self.mem(),
@@ -334,6 +383,24 @@ impl<M: PhysRead> Kernel<M> {
         }
     }
 
+    /// An array's elements must fit the machine: `max_entries` values (or
+    /// per-CPU pointers) cannot take more memory than the source has.
+    fn fits_memory(&self, m: &MapInfo, a: &Array) -> Result<(), AccessError> {
+        let per = if a.is_percpu() {
+            8
+        } else {
+            u64::from(a.elem_size())
+        };
+        let need = u64::from(m.max_entries).saturating_mul(per);
+        if self.phys_size() != 0 && need > self.phys_size() {
+            return Err(AccessError::Memory {
+                id: m.id,
+                error: Error::malformed("bpf_array size (larger than memory)", m.kva),
+            });
+        }
+        Ok(())
+    }
+
     fn htab_limits(&self) -> HtabLimits {
         HtabLimits {
             nr_cpus: u32::try_from(self.possible_cpus().len()).unwrap_or(u32::MAX),
@@ -344,7 +411,27 @@ impl<M: PhysRead> Kernel<M> {
 
 impl<M: PhysRead> BpfMapAccessor for Kernel<M> {
     fn list_maps(&self) -> Result<Vec<MapInfo>, AccessError> {
-        self.maps().collect::<Result<_, _>>().map_err(mem_err(0))
+        match self.list_maps_partial() {
+            (maps, None) => Ok(maps),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    fn list_maps_partial(&self) -> (Vec<MapInfo>, Option<AccessError>) {
+        let mut maps = Vec::new();
+        for m in self.maps() {
+            match m {
+                Ok(m) => maps.push(m),
+                Err(error) => {
+                    let e = AccessError::ObjectMemory {
+                        kind: crate::objects::ObjectKind::Map,
+                        error,
+                    };
+                    return (maps, Some(e));
+                }
+            }
+        }
+        (maps, None)
     }
 
     fn map_info(&self, id: u32) -> Result<MapInfo, AccessError> {
@@ -397,9 +484,16 @@ impl<M: PhysRead> BpfMapAccessor for Kernel<M> {
 
     fn entries(&self, id: u32) -> Result<Box<dyn Entries + '_>, AccessError> {
         let m = self.map_info(id)?;
+        let per_entry = if m.map_type.is_percpu() {
+            self.possible_cpus().len()
+        } else {
+            1
+        };
+        value_bytes(&m, per_entry)?;
         match m.map_type {
             MapType::ARRAY | MapType::PERCPU_ARRAY => {
                 let a = Array::new(self.mem(), &m, self.offsets()).map_err(mem_err(id))?;
+                self.fits_memory(&m, &a)?;
                 let pcpu = match m.map_type {
                     MapType::PERCPU_ARRAY => Some(self.per_cpu(id)?),
                     _ => None,
@@ -426,6 +520,16 @@ impl<M: PhysRead> BpfMapAccessor for Kernel<M> {
                 }))
             }
             MapType::STRUCT_OPS => {
+                if m.value_size > MAX_STRUCT_OPS_VALUE {
+                    return Err(AccessError::Memory {
+                        id,
+                        error: Error::limit(
+                            "struct_ops value size",
+                            m.kva,
+                            u64::from(MAX_STRUCT_OPS_VALUE),
+                        ),
+                    });
+                }
                 let mut value = vec![0u8; m.value_size as usize];
                 self.read_array_value(id, 0, 0, &mut value)?;
                 Ok(Box::new(OneEntry(Some(Entry {
@@ -465,7 +569,13 @@ impl<M: PhysRead> BpfMapAccessor for Kernel<M> {
             })?;
         let ptr = self.mem().read_ptr(at).map_err(mem_err(id))?;
         let btf = read_btf(self.mem(), ptr, &off.btf).map_err(mem_err(id))?;
-        // data_size is bounded by read_btf (BTF_MAX_SIZE for user BTF).
+        // A map's BTF is loaded by user space, whatever its flag says.
+        if btf.data_size > MAX_MAP_BTF {
+            return Err(AccessError::Memory {
+                id,
+                error: Error::limit("btf.data_size", ptr, u64::from(MAX_MAP_BTF)),
+            });
+        }
         let mut data = vec![0u8; btf.data_size as usize];
         btf.read_data(self.mem(), &mut data).map_err(mem_err(id))?;
         Ok(Some(MapBtf {

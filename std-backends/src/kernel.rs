@@ -256,6 +256,8 @@ pub struct Kernel<M> {
     btf_origin: BtfOrigin,
     possible_cpus: Vec<u32>,
     nr_cpu_ids: u32,
+    /// Bytes of physical memory the source has.
+    phys_size: u64,
 }
 
 impl<M: PhysRead> Kernel<M> {
@@ -325,6 +327,7 @@ impl<M: PhysRead> Kernel<M> {
         drop(blob);
 
         let (nr_cpu_ids, possible_cpus) = possible_cpus(&mem, &symbols)?;
+        let phys_size = phys_size(mem.mem());
 
         Ok(Kernel {
             mem,
@@ -337,7 +340,14 @@ impl<M: PhysRead> Kernel<M> {
             btf_origin,
             possible_cpus,
             nr_cpu_ids,
+            phys_size,
         })
+    }
+
+    /// Bytes of physical memory the source has (the sum of its ranges; 0 for
+    /// a source that cannot tell). Nothing the kernel allocated is larger.
+    pub fn phys_size(&self) -> u64 {
+        self.phys_size
     }
 
     /// Kernel virtual memory, translated and cached.
@@ -421,7 +431,14 @@ impl<M: PhysRead> Kernel<M> {
             return Err(Error::NotFound { what: "map_idr" });
         };
         match idr_find(&self.mem, idr, u64::from(id), &self.offsets)? {
-            Some(kva) => self.read_map(kva).map(Some),
+            Some(kva) => {
+                let m = self.read_map(kva)?;
+                // map_idr slot `id` holds a map that says otherwise.
+                if m.id != id {
+                    return Err(Error::malformed("bpf_map.id", kva));
+                }
+                Ok(Some(m))
+            }
             None => Ok(None),
         }
     }
@@ -631,6 +648,23 @@ fn direct_map<M: PhysRead>(
         ));
     }
     Ok(base)
+}
+
+/// The sum of the ranges `mem` has, at most 1 TiB of ranges walked.
+fn phys_size<M: PhysRead + ?Sized>(mem: &M) -> u64 {
+    let mut total = 0u64;
+    let mut from = Pa(0);
+    for _ in 0..(1 << 20) {
+        let Some(r) = mem.next_range(from) else {
+            break;
+        };
+        total = total.saturating_add(r.len);
+        match r.start.checked_add(r.len) {
+            Some(end) if end > from => from = end,
+            _ => break,
+        }
+    }
+    total
 }
 
 /// `nr_cpu_ids` and the CPUs set in `__cpu_possible_mask` below it.

@@ -15,6 +15,8 @@ use crate::kernel::Kernel;
 /// Which kind of BPF object an [`AccessError`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
+    /// A map (`map_idr`).
+    Map,
     /// A program (`prog_idr`).
     Prog,
     /// A BTF object (`btf_idr`).
@@ -25,6 +27,7 @@ impl ObjectKind {
     /// "programs" or "BTF objects".
     pub const fn plural(self) -> &'static str {
         match self {
+            ObjectKind::Map => "maps",
             ObjectKind::Prog => "programs",
             ObjectKind::Btf => "BTF objects",
         }
@@ -34,6 +37,7 @@ impl ObjectKind {
 impl fmt::Display for ObjectKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            ObjectKind::Map => "map",
             ObjectKind::Prog => "program",
             ObjectKind::Btf => "BTF object",
         })

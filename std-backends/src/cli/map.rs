@@ -54,16 +54,30 @@ impl MapSel {
 }
 
 /// The maps `sel` names, or an error naming what was not found.
-fn select(src: &Source, sel: &MapSel) -> Result<Vec<MapInfo>, Failure> {
-    let all = src
-        .maps()
-        .list_maps()
-        .map_err(|e| Failure::Error(format!("{}: {e}", src.name())))?;
+/// The maps `sel` names, or an error naming what was not found. A map chosen
+/// by id is looked up alone, so one broken map elsewhere does not hide it.
+/// Listing that breaks partway gives the maps before the break and the error,
+/// for the caller to show both.
+fn select(src: &Source, sel: &MapSel) -> Result<(Vec<MapInfo>, Option<Failure>), Failure> {
+    let fail = |e: bpfmem::AccessError| Failure::Error(format!("{}: {e}", src.name()));
+    if let MapSel::Id(id) = sel {
+        return match src.maps().map_info(*id) {
+            Ok(m) => Ok((vec![m], None)),
+            Err(bpfmem::AccessError::NoSuchMap { .. }) => {
+                Err(Failure::Error(format!("no map with id {id}")))
+            }
+            Err(e) => Err(fail(e)),
+        };
+    }
+    let (all, broke) = src.maps().list_maps_partial();
     let chosen: Vec<MapInfo> = all.into_iter().filter(|m| sel.matches(m)).collect();
-    match sel {
-        MapSel::Id(id) if chosen.is_empty() => Err(Failure::Error(format!("no map with id {id}"))),
-        MapSel::Name(n) if chosen.is_empty() => Err(Failure::Error(format!("no map named '{n}'"))),
-        _ => Ok(chosen),
+    let broke = broke.map(fail);
+    match (sel, broke) {
+        (MapSel::Name(n), None) if chosen.is_empty() => {
+            Err(Failure::Error(format!("no map named '{n}'")))
+        }
+        (_, Some(b)) if chosen.is_empty() => Err(b),
+        (_, broke) => Ok((chosen, broke)),
     }
 }
 
@@ -113,7 +127,13 @@ fn header_plain(m: &MapInfo) -> String {
 }
 
 pub fn show(src: &Source, sel: &MapSel, out: &Out) -> Result<(), Failure> {
-    let maps = select(src, sel)?;
+    let (maps, broke) = select(src, sel)?;
+    show_maps(src, sel, &maps, out)?;
+    // What was listed is shown; then the break that stopped the listing.
+    broke.map_or(Ok(()), Err)
+}
+
+fn show_maps(src: &Source, sel: &MapSel, maps: &[MapInfo], out: &Out) -> Result<(), Failure> {
     if out.json {
         let v: Vec<Value> = maps
             .iter()
@@ -141,7 +161,7 @@ pub fn show(src: &Source, sel: &MapSel, out: &Out) -> Result<(), Failure> {
         return out.json_value(&v);
     }
     let mut text = String::new();
-    for m in &maps {
+    for m in maps {
         let (memlock, frozen) = src.fdinfo(m.id);
         text.push_str(&header_plain(m));
         text.push('\n');
@@ -217,9 +237,8 @@ fn dump_one(
     let mut count = 0u64;
     let fail = |e: bpfmem::AccessError, n: u64| {
         Failure::Error(format!(
-            "{}: map {} ({}): {e} (after {n} entries)",
+            "{}: {e} (map {}, after {n} entries)",
             src.name(),
-            m.id,
             m.name()
         ))
     };
@@ -272,13 +291,14 @@ fn dump_one(
         } else {
             EntryValue::One(&e.value)
         };
-        let typed = |t: &MapTypes| {
+        let typed_entry = |t: &MapTypes| {
             let values = match value {
                 EntryValue::One(v) => EntryValues::One(v),
                 EntryValue::PerCpu(v) => EntryValues::PerCpu(v),
             };
-            t.entry(&e.key, values).ok()
+            t.entry(&e.key, values)
         };
+        let typed = |t: &MapTypes| typed_entry(t).ok();
         let written = match (arr.as_deref_mut(), value, plain_btf.as_mut()) {
             (Some(a), value, _) => {
                 let formatted = types
@@ -289,11 +309,19 @@ fn dump_one(
                 push_entry_json(&mut line, &e.key, value, formatted.as_ref());
                 a.item_raw(&line)
             }
-            (None, _, Some(plain)) => match types.as_ref().and_then(typed) {
-                Some(f) => {
+            (None, _, Some(plain)) => match types.as_ref().map(typed_entry) {
+                Some(Ok(f)) => {
                     plain.push(&f);
                     out.text(&plain.take())
                 }
+                // Never drop an entry in silence.
+                Some(Err(err)) => Err(Failure::Error(format!(
+                    "{}: map {} ({}): entry {count}: its BTF cannot type it ({err}); \
+                     -j prints the raw bytes",
+                    src.name(),
+                    m.id,
+                    m.name()
+                ))),
                 None => Ok(()),
             },
             (None, EntryValue::One(v), None) => out.text(&entry_plain(&e.key, v)),
@@ -313,10 +341,15 @@ fn dump_one(
 }
 
 pub fn dump(src: &Source, sel: &MapSel, out: &Out) -> Result<(), Failure> {
-    let maps = select(src, sel)?;
+    let (maps, broke) = select(src, sel)?;
+    dump_maps(src, &maps, out)?;
+    broke.map_or(Ok(()), Err)
+}
+
+fn dump_maps(src: &Source, maps: &[MapInfo], out: &Out) -> Result<(), Failure> {
     let several = maps.len() > 1;
     if !out.json {
-        for m in &maps {
+        for m in maps {
             if several {
                 out.text(&header_plain(m))?;
                 out.text("\n")?;
@@ -332,7 +365,7 @@ pub fn dump(src: &Source, sel: &MapSel, out: &Out) -> Result<(), Failure> {
     }
     if !several {
         let mut arr = out.array();
-        for m in &maps {
+        for m in maps {
             dump_one(src, m, out, Some(&mut arr))?;
         }
         return arr.end(true);
@@ -393,7 +426,10 @@ pub fn parse_key(args: &[String], key_size: u32) -> Result<Vec<u8>, Failure> {
 }
 
 pub fn lookup(src: &Source, sel: &MapSel, key_args: &[String], out: &Out) -> Result<(), Failure> {
-    let maps = select(src, sel)?;
+    let (maps, broke) = select(src, sel)?;
+    if let Some(b) = broke {
+        return Err(b);
+    }
     let [m] = &maps[..] else {
         return Err(Failure::Usage(format!(
             "{} maps match; look up in one, by id",
