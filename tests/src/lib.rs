@@ -7,6 +7,7 @@
 
 pub mod apt;
 pub mod cache;
+pub mod hostile;
 pub mod initramfs;
 pub mod kernels;
 pub mod poke;

@@ -88,7 +88,18 @@ fn map_types(src: &Source, m: &MapInfo) -> Option<MapTypes> {
         return None;
     }
     let btf = src.maps().map_btf(m.id).ok()??;
-    MapTypes::new(&btf.data, m.btf_key_type_id, m.btf_value_type_id).ok()
+    let types = MapTypes::new(&btf.data, m.btf_key_type_id, m.btf_value_type_id).ok()?;
+    // BTF that cannot type even zeroes (a type too deep or too large for the
+    // formatter's budgets) types nothing: print bytes, as for a map without.
+    let small =
+        |n: u32| (u64::from(n) <= bpfmem::access::MAX_VALUE_BYTES).then(|| vec![0u8; n as usize]);
+    let (key, value) = (small(m.key_size)?, small(m.value_size)?);
+    let probe = if types.has_key() {
+        types.key(&key).is_ok()
+    } else {
+        true
+    };
+    (probe && types.value(&value).is_ok()).then_some(types)
 }
 
 /// bpftool's type name, or `type N`.
@@ -265,7 +276,7 @@ fn dump_one(
     }
     let mut entries = acc.entries(m.id).map_err(|e| fail(e, 0))?;
     let percpu = m.map_type.is_percpu();
-    let types = map_types(src, m);
+    let mut types = map_types(src, m);
     let mut plain_btf = match (&types, out.json) {
         (Some(_), false) => Some(PlainDump::new()),
         _ => None,
@@ -298,6 +309,12 @@ fn dump_one(
             };
             t.entry(&e.key, values)
         };
+        // BTF that cannot type the first entry is not used at all: the dump
+        // is printed as bytes, as for a map without BTF.
+        if count == 1 && types.as_ref().is_some_and(|t| typed_entry(t).is_err()) {
+            types = None;
+            plain_btf = None;
+        }
         let typed = |t: &MapTypes| typed_entry(t).ok();
         let written = match (arr.as_deref_mut(), value, plain_btf.as_mut()) {
             (Some(a), value, _) => {
