@@ -165,15 +165,7 @@ pub struct ProgInfo {
 impl ProgInfo {
     /// The name up to its first NUL, if it is UTF-8.
     pub fn name(&self) -> &str {
-        let len = self
-            .name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(BPF_OBJ_NAME_LEN);
-        self.name
-            .get(..len)
-            .and_then(|n| core::str::from_utf8(n).ok())
-            .unwrap_or("")
+        crate::uapi::obj_name(&self.name)
     }
 
     /// The ids of the maps the program uses.

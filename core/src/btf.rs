@@ -42,15 +42,7 @@ pub struct BtfObject {
 impl BtfObject {
     /// The name up to its first NUL, if it is UTF-8.
     pub fn name(&self) -> &str {
-        let len = self
-            .name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(BTF_NAME_LEN);
-        self.name
-            .get(..len)
-            .and_then(|n| core::str::from_utf8(n).ok())
-            .unwrap_or("")
+        crate::uapi::obj_name(&self.name)
     }
 
     /// Copy the raw blob into `buf`, which must be exactly `data_size` bytes.

@@ -16,6 +16,15 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `BPF_OBJ_NAME_LEN`: map and program names, NUL-padded.
 pub const BPF_OBJ_NAME_LEN: usize = 16;
+
+/// A NUL-padded object name (`char name[BPF_OBJ_NAME_LEN]`, or `btf->name`)
+/// up to its first NUL, if it is UTF-8; else empty.
+pub fn obj_name(name: &[u8]) -> &str {
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    name.get(..len)
+        .and_then(|n| core::str::from_utf8(n).ok())
+        .unwrap_or("")
+}
 /// `BPF_TAG_SIZE`: length of `bpf_prog_info::tag`.
 pub const BPF_TAG_SIZE: usize = 8;
 

@@ -268,7 +268,8 @@ fn mem_err(id: u32) -> impl Fn(Error) -> AccessError {
     move |error| AccessError::Memory { id, error }
 }
 
-fn wrong(m: &MapInfo, wanted: &'static str) -> AccessError {
+/// The map is not of a type the call reads.
+pub(crate) fn wrong(m: &MapInfo, wanted: &'static str) -> AccessError {
     AccessError::WrongType {
         id: m.id,
         map_type: m.map_type,
@@ -276,7 +277,8 @@ fn wrong(m: &MapInfo, wanted: &'static str) -> AccessError {
     }
 }
 
-fn check_key(m: &MapInfo, key: u32) -> Result<(), AccessError> {
+/// `key` below `max_entries`.
+pub(crate) fn check_key(m: &MapInfo, key: u32) -> Result<(), AccessError> {
     if key < m.max_entries {
         Ok(())
     } else {
@@ -288,7 +290,8 @@ fn check_key(m: &MapInfo, key: u32) -> Result<(), AccessError> {
     }
 }
 
-fn check_window(m: &MapInfo, offset: u32, len: usize) -> Result<(), AccessError> {
+/// `offset..offset + len` inside a value.
+pub(crate) fn check_window(m: &MapInfo, offset: u32, len: usize) -> Result<(), AccessError> {
     let fits = u64::try_from(len)
         .ok()
         .and_then(|l| u64::from(offset).checked_add(l))

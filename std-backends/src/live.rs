@@ -38,7 +38,9 @@ pub use arena::ArenaPresence;
 use entries::{batch_capable, default_batch, Cursor, ElemOps, Shape};
 use sys::{MapFd, ENOTSUPP};
 
-use crate::access::{AccessError, ArenaPages, BpfMapAccessor, Entries, MapBtf};
+use crate::access::{
+    check_key, check_window, wrong, AccessError, ArenaPages, BpfMapAccessor, Entries, MapBtf,
+};
 
 /// Maps [`LiveBpf::open`] holds at most. Each costs a descriptor, so the
 /// open-file limit usually stops the walk long before.
@@ -418,45 +420,6 @@ impl LiveBpf {
             .into()),
             Err(e) => Err(LiveError::from_errno(Op::MapLookupElem, lm.info.id, e).into()),
         }
-    }
-}
-
-fn wrong(m: &MapInfo, wanted: &'static str) -> AccessError {
-    AccessError::WrongType {
-        id: m.id,
-        map_type: m.map_type,
-        wanted,
-    }
-}
-
-// The same checks as the image backend's (access.rs), whose helpers are
-// private to it.
-fn check_key(m: &MapInfo, key: u32) -> Result<(), AccessError> {
-    if key < m.max_entries {
-        Ok(())
-    } else {
-        Err(AccessError::KeyOutOfRange {
-            id: m.id,
-            key,
-            max_entries: m.max_entries,
-        })
-    }
-}
-
-fn check_window(m: &MapInfo, offset: u32, len: usize) -> Result<(), AccessError> {
-    let fits = u64::try_from(len)
-        .ok()
-        .and_then(|l| u64::from(offset).checked_add(l))
-        .is_some_and(|end| end <= u64::from(m.value_size));
-    if fits {
-        Ok(())
-    } else {
-        Err(AccessError::WindowOutOfRange {
-            id: m.id,
-            offset,
-            len,
-            value_size: m.value_size,
-        })
     }
 }
 
