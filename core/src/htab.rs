@@ -455,8 +455,21 @@ impl Htab {
             elems: 0,
             brent: Brent::new(),
             pending: None,
+            elem_buf: [0; ELEM_BUF],
+            elem_len: 0,
             heads: Heads::new(),
         }
+    }
+
+    /// Bytes from the start of an element to the end of its value, for maps
+    /// that are not per-CPU.
+    fn whole_elem_len(&self) -> Option<u64> {
+        if self.is_percpu() {
+            return None;
+        }
+        u64::from(self.elem.key)
+            .checked_add(round_up_8(self.key_size))?
+            .checked_add(u64::from(self.value_size))
     }
 
     /// `&buckets[i].head.first`.
@@ -563,6 +576,7 @@ impl Htab {
         value: &mut [u8],
     ) -> Result<()> {
         const SMALL: usize = 512;
+        const TINY: usize = 64;
         let gap = usize::try_from(round_up_8(self.key_size)).unwrap_or(usize::MAX);
         let whole_key = u64::try_from(key.len()).ok() == Some(u64::from(self.key_size));
         let total = gap.saturating_add(value.len());
@@ -571,7 +585,11 @@ impl Htab {
             return self.read_value(k, e, value);
         }
         Self::check_len("htab_elem value", e.value, value.len(), self.value_size)?;
-        let mut buf = [0u8; SMALL];
+        // A small buffer for small elements: zeroing 512 bytes per call costs
+        // more than the read.
+        let mut tiny = [0u8; TINY];
+        let mut small = [0u8; SMALL];
+        let buf: &mut [u8] = if total <= TINY { &mut tiny } else { &mut small };
         let both = buf
             .get_mut(..total)
             .ok_or(Error::malformed("htab_elem", e.elem))?;
@@ -672,6 +690,10 @@ pub struct HtabIter<'a, K: ?Sized> {
     brent: Brent,
     /// The value of `*link`, when the element header read already had it.
     pending: Option<u64>,
+    /// The bytes of the element last yielded, from its start, when it was
+    /// small enough to be read whole (`elem_len` of them; 0: not read whole).
+    elem_buf: [u8; ELEM_BUF],
+    elem_len: usize,
     /// Bucket heads read ahead, a block at a time.
     heads: Heads,
 }
@@ -679,8 +701,9 @@ pub struct HtabIter<'a, K: ?Sized> {
 /// Bytes of bucket array read at a time.
 const HEADS_BUF: usize = 1024;
 
-/// Bytes of an element header read at once (`hash_node` and `hash`).
-const HEADER_BUF: usize = 64;
+/// Bytes of an element read at once: header, key and value of a map that is
+/// not per-CPU, when they fit (a u32 -> u64 hash element is 64 bytes).
+const ELEM_BUF: usize = 128;
 
 /// A block of the bucket array.
 #[derive(Clone, Copy, Debug)]
@@ -848,12 +871,12 @@ impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
             // NULL is not a nulls marker (a freed and zeroed table), and
             // elements are 8-aligned (`key[] __aligned(8)`, kmalloc and vmalloc).
             if ptr == 0 || ptr & 7 != 0 {
-                return Err(Error::malformed("hlist_nulls_node.next", link));
+                return Err(Error::malformed("htab_elem.hash_node.next", link));
             }
             let node = Kva(ptr);
             let elem = node
                 .checked_sub(u64::from(self.htab.elem.hash_node))
-                .ok_or(Error::malformed("hlist_nulls_node.next", link))?;
+                .ok_or(Error::malformed("htab_elem.hash_node.next", link))?;
             if self.brent.step(node) {
                 return Err(Error::malformed("htab chain (cycle)", elem));
             }
@@ -865,21 +888,33 @@ impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
                 return Err(Error::limit("htab_elem", elem, self.max_elems));
             }
             self.chain = self.chain.saturating_add(1);
-            // One read for `hash_node.next` and `hash` when they sit close.
+            // One read for `hash_node.next` and `hash` when they sit close,
+            // and for the key and value too when the element is small.
             let next_at = u64::from(self.htab.elem.hash_node).saturating_add(NEXT);
             let hash_at = u64::from(self.htab.elem.hash);
             let hdr = next_at.saturating_add(8).max(hash_at.saturating_add(4));
-            let mut buf = [0u8; HEADER_BUF];
-            let header = usize::try_from(hdr).ok().and_then(|n| buf.get_mut(..n));
+            let whole = self.htab.whole_elem_len();
+            let len = match whole {
+                Some(w) if w >= hdr && w <= ELEM_BUF as u64 => w,
+                _ => hdr,
+            };
+            self.elem_len = 0;
+            let header = usize::try_from(len)
+                .ok()
+                .and_then(|n| self.elem_buf.get_mut(..n));
             let hash = match header {
                 Some(dst) => {
                     self.k.read_kva(elem, dst)?;
                     let dst: &[u8] = dst;
                     self.pending = usize::try_from(next_at).ok().and_then(|o| le_u64(dst, o));
-                    usize::try_from(hash_at)
+                    let hash = usize::try_from(hash_at)
                         .ok()
                         .and_then(|o| le_u32(dst, o))
-                        .ok_or(Error::malformed("htab_elem", elem))?
+                        .ok_or(Error::malformed("htab_elem", elem))?;
+                    if whole == Some(len) {
+                        self.elem_len = dst.len();
+                    }
+                    hash
                 }
                 None => self
                     .k
@@ -900,6 +935,27 @@ impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
                 hash,
             }));
         }
+    }
+}
+
+impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
+    /// The key and value of the element [`HtabIter::next`] returned last, as
+    /// the same read that found it saw them: `None` for per-CPU maps and for
+    /// elements too large to read whole (read them with
+    /// [`Htab::read_key_value`]).
+    pub fn last_key_value(&self) -> Option<(&[u8], &[u8])> {
+        let bytes = self
+            .elem_buf
+            .get(..self.elem_len)
+            .filter(|b| !b.is_empty())?;
+        let key_at = usize::try_from(self.htab.elem.key).ok()?;
+        let key_len = usize::try_from(self.htab.key_size).ok()?;
+        let value_at = key_at.checked_add(usize::try_from(round_up_8(self.htab.key_size)).ok()?)?;
+        let value_len = usize::try_from(self.htab.value_size).ok()?;
+        Some((
+            bytes.get(key_at..key_at.checked_add(key_len)?)?,
+            bytes.get(value_at..value_at.checked_add(value_len)?)?,
+        ))
     }
 }
 
@@ -1796,7 +1852,7 @@ mod tests {
         let got: Vec<_> = t.htab().iter(&t.kernel(), HtabLimits::default()).collect();
         assert_eq!(got.len(), 3);
         assert!(got[..2].iter().all(Result::is_ok));
-        assert_eq!(got[2], Err(malformed("hlist_nulls_node.next", zero)));
+        assert_eq!(got[2], Err(malformed("htab_elem.hash_node.next", zero)));
         // In any other bucket the zero hash is misplaced.
         let mut t = Table::new(spec(MapType::HASH, 4, 8, 8));
         let e = t.insert(&key(1, 4), 1, 1);
@@ -1807,12 +1863,18 @@ mod tests {
         let t = Table::new(spec(MapType::HASH, 4, 8, 8));
         let mut t = t;
         t.img.put_u64(t.head(0), 0);
-        assert_eq!(t.walk(), Err(malformed("hlist_nulls_node.next", t.head(0))));
+        assert_eq!(
+            t.walk(),
+            Err(malformed("htab_elem.hash_node.next", t.head(0)))
+        );
         // A misaligned pointer.
         let e = t.insert(&key(2, 4), 4, 2);
         t.img.put_u64(t.head(0), nulls_marker(0));
         t.img.put_u64(t.head(4), e.0 + 4);
-        assert_eq!(t.walk(), Err(malformed("hlist_nulls_node.next", t.head(4))));
+        assert_eq!(
+            t.walk(),
+            Err(malformed("htab_elem.hash_node.next", t.head(4)))
+        );
     }
 
     #[test]

@@ -660,9 +660,17 @@ impl<M: PhysRead> Entries for HtabEntries<'_, M> {
         match &self.pcpu {
             None => {
                 entry.value.resize(self.map.value_size as usize, 0);
-                self.htab
-                    .read_key_value(mem, &e, &mut entry.key, &mut entry.value)
-                    .map_err(mem_err(id))?;
+                match self.iter.last_key_value() {
+                    // The walk read the whole element already.
+                    Some((key, value)) => {
+                        entry.key.copy_from_slice(key);
+                        entry.value.copy_from_slice(value);
+                    }
+                    None => self
+                        .htab
+                        .read_key_value(mem, &e, &mut entry.key, &mut entry.value)
+                        .map_err(mem_err(id))?,
+                }
             }
             Some(pcpu) => {
                 self.htab

@@ -3,8 +3,9 @@
 //! [`Kernel::discover`] does, in order, with nothing but the memory:
 //! 1. paging: levels, `phys_base` and `init_top_pgt` from VMCOREINFO give a
 //!    page-table walker with the kernel-image fast path;
-//! 2. kallsyms: the symbol table at the addresses VMCOREINFO names, and one pass
-//!    over it for every symbol the walkers need ([`WANTED`]);
+//! 2. kallsyms: the symbol table at the addresses VMCOREINFO names, and every
+//!    symbol the walkers need ([`WANTED`]) looked up at once (binary searches of
+//!    the kernel's name index where it has one, else one pass over the table);
 //! 3. the direct map: `page_offset_base` read from memory, checked against a page
 //!    walk before the fast path is trusted;
 //! 4. BTF: the kernel's own blob between `__start_BTF` and `__stop_BTF` (or a
@@ -182,8 +183,8 @@ pub struct DiscoveryError {
 pub enum DiscoveryErrorKind {
     /// Reading or decoding memory failed.
     Memory(Error),
-    /// VMCOREINFO lacks a key this step needs.
-    MissingKey(&'static str),
+    /// VMCOREINFO (from where it was found) lacks a key this step needs.
+    MissingKey(&'static str, VmcoreinfoOrigin),
     /// kallsyms has no symbol of this name.
     MissingSymbol(&'static str),
     /// A value read from memory cannot be what it claims to be.
@@ -199,7 +200,9 @@ impl fmt::Display for DiscoveryError {
         write!(f, "{}: ", self.step)?;
         match &self.kind {
             DiscoveryErrorKind::Memory(e) => write!(f, "{e}"),
-            DiscoveryErrorKind::MissingKey(k) => write!(f, "VMCOREINFO has no {k}"),
+            DiscoveryErrorKind::MissingKey(k, from) => {
+                write!(f, "VMCOREINFO ({from}) has no {k}")
+            }
             DiscoveryErrorKind::MissingSymbol(s) => write!(f, "kallsyms has no symbol {s}"),
             DiscoveryErrorKind::Implausible { what, value } => {
                 write!(f, "implausible {what} {value:#x}")
@@ -269,7 +272,12 @@ impl<M: PhysRead> Kernel<M> {
         opts: &DiscoverOptions,
     ) -> Result<Self, DiscoveryError> {
         let info = &vmcoreinfo;
-        let missing = |k| err(Step::Paging, DiscoveryErrorKind::MissingKey(k));
+        let missing = |k| {
+            err(
+                Step::Paging,
+                DiscoveryErrorKind::MissingKey(k, vmcoreinfo_origin),
+            )
+        };
         // NUMBER(pgtable_l5_enabled) exists since v4.17 (commit c100a583601d);
         // older kernels only ran with 4 levels.
         let levels = match info.pgtable_l5_enabled() {
@@ -375,7 +383,8 @@ impl<M: PhysRead> Kernel<M> {
         &self.symbols
     }
 
-    /// Any symbol by name, from kallsyms (a scan of the table, not cached).
+    /// Any symbol by name, from kallsyms (a binary search of its name index,
+    /// or a scan of the table where it has none; not cached).
     pub fn symbol(&self, name: &str) -> bpfmem_core::Result<Option<Kva>> {
         if let Some(kva) = self.symbols.get(name) {
             return Ok(Some(kva));
@@ -587,7 +596,7 @@ impl<M: PhysRead> Iterator for Maps<'_, M> {
     }
 }
 
-/// One pass over kallsyms for every [`WANTED`] symbol (first of each name).
+/// Every [`WANTED`] symbol from kallsyms (first of each name).
 fn find_symbols<K: KernelRead + ?Sized>(
     k: &K,
     ks: &Kallsyms,

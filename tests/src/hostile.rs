@@ -154,8 +154,9 @@ pub struct Facts {
     pub possible_cpus: Vec<u32>,
     pub nr_cpu_ids: u32,
     pub maps: Vec<MapInfo>,
-    /// The VMCOREINFO discovery used.
+    /// The VMCOREINFO discovery used, and where it was found.
     pub info: VmcoreInfo,
+    pub origin: VmcoreinfoOrigin,
     /// Every complete VMCOREINFO copy in RAM.
     pub vmcoreinfo: Vec<VmcoreinfoCopy>,
     /// `pgtable_l5_enabled`: 5 or 4.
@@ -180,6 +181,7 @@ impl Facts {
             nr_cpu_ids: k.nr_cpu_ids(),
             maps,
             info: k.vmcoreinfo().clone(),
+            origin: k.vmcoreinfo_origin(),
             vmcoreinfo,
             levels: k.paging_levels(),
         }
@@ -582,7 +584,7 @@ fn read_map<M: PhysRead>(g: &Guest, k: &Kernel<M>, m: &MapManifest) -> MapRead {
 /// VMCOREINFO: an ELF core's note when it has a usable one, else a scan.
 pub fn read_image(g: &Guest, image: Image) -> Outcome {
     match image.vmcoreinfo() {
-        Ok((info, _)) => read_everything(g, image, Some(info)),
+        Ok(found) => read_everything(g, image, Some(found)),
         Err(e) => Outcome {
             discovery: Err(DiscoveryError {
                 step: Step::Vmcoreinfo,
@@ -596,11 +598,15 @@ pub fn read_image(g: &Guest, image: Image) -> Outcome {
 }
 
 /// Discover the kernel in `mem` the way `Kernel::open` does for a RAM file
-/// (or from `info`, when the caller already has the VMCOREINFO), list its
-/// maps, and read every map the guest reported.
-pub fn read_everything<M: PhysRead>(g: &Guest, mem: M, info: Option<VmcoreInfo>) -> Outcome {
+/// (or from `info`, when the caller already has the VMCOREINFO and knows
+/// where it was found), list its maps, and read every map the guest reported.
+pub fn read_everything<M: PhysRead>(
+    g: &Guest,
+    mem: M,
+    info: Option<(VmcoreInfo, VmcoreinfoOrigin)>,
+) -> Outcome {
     let found = match info {
-        Some(info) => Ok((info, VmcoreinfoOrigin::Caller)),
+        Some(found) => Ok(found),
         None => find_vmcoreinfo(&mem).map(|f| {
             let origin = VmcoreinfoOrigin::Memory {
                 pa: f.pa,

@@ -198,7 +198,7 @@ fn library(g: &'static Guest, patches: Vec<Patch>, what: &str) -> Timed<Outcome>
             .iter()
             .any(|p| p.pa.get() < hi && p.pa.get() + p.bytes.len() as u64 > lo)
     });
-    let info = (!touched).then(|| f.info.clone());
+    let info = (!touched).then(|| (f.info.clone(), f.origin));
     watched(what, move || {
         let ram = RamFile::open(&g.ram, Pa(0)).expect("open RAM file");
         read_everything(g, Patched::new(ram, patches), info)
@@ -1919,7 +1919,7 @@ fn hash_bucket_head_is_null() {
         },
         Expect::Maps {
             broken: &["hash"],
-            says: &["malformed hlist_nulls_node.next"],
+            says: &["malformed htab_elem.hash_node.next"],
         },
     );
 }
@@ -2599,7 +2599,10 @@ fn elf_vmcoreinfo_note(path: &Path) -> (u64, usize) {
 #[test]
 fn ram_file_cut_in_half() {
     // Everything in the lower 256 MiB still reads; what lies above fails
-    // with an address outside the file, wherever the walkers meet it.
+    // with an address outside the file, wherever the walkers meet it. Where
+    // the kernel's VMCOREINFO lay above the cut, the scan may find only an
+    // older, incomplete copy of it below: discovery says which keys it lacks
+    // and where it was found.
     file_case(
         "ram_file_cut_in_half",
         "half.ram",
@@ -2608,8 +2611,9 @@ fn ram_file_cut_in_half() {
             Err(e) => Err(format!("open: {e}")),
             Ok(o) => {
                 let fine = |e: &str| e.contains("is outside the memory source");
+                let stale = |e: &str| e.starts_with("page tables: VMCOREINFO (memory at pa ");
                 match &o.discovery {
-                    Err(e) if fine(&e.to_string()) => return Ok(()),
+                    Err(e) if fine(&e.to_string()) || stale(&e.to_string()) => return Ok(()),
                     Err(e) => return Err(format!("discovery: {e}")),
                     Ok(()) => {}
                 }
