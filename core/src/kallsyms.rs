@@ -28,15 +28,24 @@
 //! (commit 404bad70fcf7 "scripts/kallsyms: change the output order") moved the
 //! offsets and relative base after the tokens. Either way `kallsyms_names` ends
 //! before `kallsyms_token_table`, which bounds it here. (Debian's 6.1.0-50 also has
-//! 6.2's `kallsyms_seqs_of_names` between markers and tokens; 6.12 puts it last.
-//! Not exported by VMCOREINFO, so lookups scan linearly like 6.1's
-//! `kallsyms_lookup_name()`.)
+//! 6.2's `kallsyms_seqs_of_names` between markers and tokens; 6.12 puts it last.)
+//!
+//! Lookups by name: since 6.2 (commit 60443c88f3a8 "kallsyms: Improve the
+//! performance of kallsyms_lookup_name()") `kallsyms_seqs_of_names` (`u8[3 *
+//! num_syms]`, big-endian 24-bit symbol indexes) lists the symbols sorted by
+//! name (`strcmp` of the name without its type, then address), and the kernel
+//! binary-searches it. VMCOREINFO exports neither it nor the markers, but
+//! `write_src()` places both where lookups can find them from the tables
+//! it does export; a candidate is used only after its markers agree with the
+//! names. Without one (6.1 upstream), or when a search fails to read, lookups
+//! scan linearly like 6.1's `kallsyms_lookup_name()`.
 //!
 //! Every length, token offset and table index read from memory is checked:
 //! compressed names are at most [`KSYM_NAME_LEN`] bytes and must lie inside the
 //! names table, expanded names at most `KSYM_NAME_LEN - 1`, symbol counts at most
 //! [`MAX_SYMS`], and the names table at most [`MAX_NAMES_BYTES`].
 
+use core::cmp::Ordering;
 use core::fmt;
 
 use crate::addr::Kva;
@@ -87,6 +96,19 @@ const WHAT_MARKERS: &str = "kallsyms_markers";
 const WHAT_TOKEN_TABLE: &str = "kallsyms_token_table";
 const WHAT_ADDRS: &str = "kallsyms_offsets";
 const WHAT_TEXT: &str = "kallsyms _text";
+const WHAT_SEQS: &str = "kallsyms_seqs_of_names";
+
+/// Where `write_src()` put `kallsyms_markers` and `kallsyms_seqs_of_names`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NameIndex {
+    markers: Kva,
+    seqs: Kva,
+}
+
+/// `ALGN` on 64-bit: `.balign 8`.
+fn align8(v: u64) -> Option<u64> {
+    v.checked_add(7).map(|v| v & !7)
+}
 
 /// How `kallsyms_sym_address()` turns a table entry into an address.
 ///
@@ -162,6 +184,8 @@ pub struct Kallsyms {
     /// Bytes of `kallsyms_names` a walk may read.
     names_size: u64,
     markers: Option<Kva>,
+    /// The sorted-by-name index, where one was found.
+    name_index: Option<NameIndex>,
     token_table: Kva,
     /// `kallsyms_offsets` or `kallsyms_addresses`.
     addrs: Kva,
@@ -231,13 +255,14 @@ impl Kallsyms {
     /// Names are compared whole, without the type and without stripping
     /// compiler suffixes (`.llvm.`, `.cold`).
     ///
-    /// A linear scan of `kallsyms_names`: each name is expanded only as far as it
-    /// matches. Fails on the first malformed or unreadable name it meets.
+    /// A binary search of `kallsyms_seqs_of_names` where the kernel has it,
+    /// else a linear scan of `kallsyms_names`: each name is expanded only as
+    /// far as it matches. Fails on the first malformed or unreadable name the
+    /// scan meets.
     pub fn lookup<K: KernelRead + ?Sized>(&self, k: &K, name: &str) -> Result<Option<u64>> {
-        match self.index_of(k, name.as_bytes())? {
-            Some(index) => self.sym_address(k, index).map(Some),
-            None => Ok(None),
-        }
+        let mut out = [None];
+        self.lookup_many(k, &[name], &mut out)?;
+        Ok(out[0])
     }
 
     /// The address of symbol number `index` (`kallsyms_sym_address()`).
@@ -326,6 +351,7 @@ impl Kallsyms {
             names,
             names_size,
             markers: syms.markers.map(Kva),
+            name_index: None,
             token_table,
             addrs,
             relative_base,
@@ -345,7 +371,214 @@ impl Kallsyms {
             ks.entry(k, 0)?;
             ks.entry(k, num_syms.saturating_sub(1))?;
         }
+        ks.name_index = ks.find_name_index(k, syms);
         Ok(ks)
+    }
+
+    /// Whether lookups by name binary-search `kallsyms_seqs_of_names`.
+    pub fn has_name_index(&self) -> bool {
+        self.name_index.is_some()
+    }
+
+    /// Find `kallsyms_markers` and `kallsyms_seqs_of_names` where
+    /// `write_src()` puts them (each table `ALGN`ed): exported by VMCOREINFO;
+    /// 6.4+ (`num_syms, names, markers, token_table, token_index, offsets,
+    /// relative_base, seqs_of_names`): the markers end at the token table and
+    /// the index follows `kallsyms_relative_base`; 6.2-6.3 and Debian's 6.1
+    /// (`offsets, relative_base, num_syms, names, markers, seqs_of_names,
+    /// token_table, token_index`): the index ends at the token table, the
+    /// markers at the index. The first candidate whose markers check out.
+    fn find_name_index<K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        syms: &KallsymsSymbols,
+    ) -> Option<NameIndex> {
+        let n = u64::from(self.num_syms);
+        let markers_len = align8(n.div_ceil(256).checked_mul(4)?)?;
+        let seqs_len = align8(n.checked_mul(3)?)?;
+        let tt = self.token_table.get();
+        let exported = syms.markers.map(Kva);
+        let v6_4 = || {
+            Some(NameIndex {
+                markers: exported.or(tt.checked_sub(markers_len).map(Kva))?,
+                seqs: Kva(align8(syms.relative_base?.checked_add(8)?)?),
+            })
+        };
+        let v6_2 = || {
+            let seqs = tt.checked_sub(seqs_len)?;
+            Some(NameIndex {
+                markers: exported.or(seqs.checked_sub(markers_len).map(Kva))?,
+                seqs: Kva(seqs),
+            })
+        };
+        let candidates = [
+            syms.seqs_of_names.and_then(|s| {
+                Some(NameIndex {
+                    markers: exported?,
+                    seqs: Kva(s),
+                })
+            }),
+            v6_4(),
+            v6_2(),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .find(|c| self.index_checks_out(k, c).unwrap_or(false))
+    }
+
+    /// Whether `ix` looks like the real tables: the first markers are where the
+    /// names put them, and the index's first and last entries are symbols.
+    fn index_checks_out<K: KernelRead + ?Sized>(&self, k: &K, ix: &NameIndex) -> Result<bool> {
+        if self.num_syms == 0 {
+            return Ok(false);
+        }
+        let marker = |i: u64| -> Result<u64> {
+            let at = ix
+                .markers
+                .checked_add(i.wrapping_mul(4))
+                .ok_or(Error::malformed(WHAT_MARKERS, ix.markers))?;
+            Ok(u64::from(k.read_kva_u32(at)?))
+        };
+        if marker(0)? != 0 {
+            return Ok(false);
+        }
+        let mut walk = Names::new();
+        let checked = self.num_syms.min(256 * 4);
+        for index in 0..checked {
+            if index & 0xff == 0 && marker(u64::from(index >> 8))? != walk.next {
+                return Ok(false);
+            }
+            walk.next_name(self, k)?;
+        }
+        // A permutation sorted by name, at 17 points spread over the index:
+        // distinct entries (a run of zeros is not an index), names in order.
+        let last = u64::from(self.num_syms.saturating_sub(1));
+        let mut prev = Symbol::empty();
+        let mut other = Names::new();
+        let mut sampled = [(u32::MAX, u32::MAX); 17];
+        for (step, slot) in (0..=16u64).zip(0..) {
+            let i = u32::try_from(last.saturating_mul(step) / 16).unwrap_or(u32::MAX);
+            let seq = self.seq(k, ix, i)?;
+            if sampled.iter().any(|&(j, s)| s == seq && j != i) {
+                return Ok(false);
+            }
+            if let Some(s) = sampled.get_mut(slot) {
+                *s = (i, seq);
+            }
+            let codes = self.codes_at(k, ix, seq, &mut other)?;
+            if step > 0 && self.name_cmp(k, codes, prev.name())? == Ordering::Less {
+                return Ok(false);
+            }
+            // Errors here only reject the candidate: no location needed.
+            self.decode_name(k, codes, 0, &mut prev)?;
+        }
+        Ok(true)
+    }
+
+    /// Entry `i` of `kallsyms_seqs_of_names` (`get_symbol_seq()`), checked
+    /// to be a symbol.
+    fn seq<K: KernelRead + ?Sized>(&self, k: &K, ix: &NameIndex, i: u32) -> Result<u32> {
+        let at = ix
+            .seqs
+            .checked_add(u64::from(i).wrapping_mul(3))
+            .ok_or(Error::malformed(WHAT_SEQS, ix.seqs))?;
+        let mut b = [0u8; 3];
+        k.read_kva(at, &mut b)?;
+        let seq = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        if seq < self.num_syms {
+            Ok(seq)
+        } else {
+            Err(Error::malformed(WHAT_SEQS, at))
+        }
+    }
+
+    /// The codes of name `index`: from its marker, past the names before it.
+    fn codes_at<'w, K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        ix: &NameIndex,
+        index: u32,
+        walk: &'w mut Names,
+    ) -> Result<&'w [u8]> {
+        let at = ix
+            .markers
+            .checked_add(u64::from(index >> 8).wrapping_mul(4))
+            .ok_or(Error::malformed(WHAT_MARKERS, ix.markers))?;
+        walk.next = u64::from(k.read_kva_u32(at)?);
+        for _ in 0..index & 0xff {
+            walk.next_name(self, k)?;
+        }
+        walk.next_name(self, k)
+    }
+
+    /// `kallsyms_lookup_names()`: binary-search the index for the first
+    /// symbol named `want` (the lowest address among equal names).
+    fn search_index<K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        ix: &NameIndex,
+        want: &[u8],
+        walk: &mut Names,
+    ) -> Result<Option<u32>> {
+        let (mut lo, mut hi) = (0u32, self.num_syms);
+        while lo < hi {
+            // lo < hi <= num_syms: neither overflows.
+            let mid = lo.wrapping_add(hi.wrapping_sub(lo) / 2);
+            let seq = self.seq(k, ix, mid)?;
+            let codes = self.codes_at(k, ix, seq, walk)?;
+            if self.name_cmp(k, codes, want)? == Ordering::Less {
+                lo = mid.wrapping_add(1);
+            } else {
+                hi = mid;
+            }
+        }
+        if lo >= self.num_syms {
+            return Ok(None);
+        }
+        let seq = self.seq(k, ix, lo)?;
+        let codes = self.codes_at(k, ix, seq, walk)?;
+        Ok((self.name_cmp(k, codes, want)? == Ordering::Equal).then_some(seq))
+    }
+
+    /// How the name (without its type) of compressed `codes` compares with
+    /// `want`, as `strcmp`.
+    fn name_cmp<K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        codes: &[u8],
+        want: &[u8],
+    ) -> Result<Ordering> {
+        let mut typed = false;
+        let mut pos = 0usize;
+        let mut ord = Ordering::Equal;
+        self.expand(k, codes, |mut token| {
+            if !typed {
+                match token.split_first() {
+                    Some((_, rest)) => {
+                        typed = true;
+                        token = rest;
+                    }
+                    None => return true,
+                }
+            }
+            let rest = want.get(pos..).unwrap_or_default();
+            let n = token.len().min(rest.len());
+            let (mine, theirs) = (
+                token.get(..n).unwrap_or_default(),
+                rest.get(..n).unwrap_or_default(),
+            );
+            ord = mine.cmp(theirs);
+            if ord == Ordering::Equal && token.len() > rest.len() {
+                ord = Ordering::Greater;
+            }
+            pos = pos.saturating_add(n);
+            ord == Ordering::Equal
+        })?;
+        if ord == Ordering::Equal && pos < want.len() {
+            ord = Ordering::Less;
+        }
+        Ok(ord)
     }
 
     /// Read `kallsyms_token_index`, cache the start of `kallsyms_token_table`,
@@ -455,23 +688,35 @@ impl Kallsyms {
     }
 
     /// The addresses of the first symbols named `names[i]`, into `out[i]`
-    /// (`None` for names the table lacks), in one pass over the table that
-    /// ends once every name is found. A name is expanded only when its length
-    /// (the sum of its tokens' lengths) fits one of the names sought.
+    /// (`None` for names the table lacks): by binary search of
+    /// `kallsyms_seqs_of_names` where the kernel has one that checked out,
+    /// else (or if a search fails to read) in one pass over the table that
+    /// ends once every name is found, expanding only names whose length (the
+    /// sum of their tokens' lengths) fits one of the names sought.
     pub fn lookup_many<K: KernelRead + ?Sized>(
         &self,
         k: &K,
         names: &[&str],
         out: &mut [Option<u64>],
     ) -> Result<()> {
-        let mut left = 0usize;
-        for (o, n) in out.iter_mut().zip(names) {
-            *o = None;
-            if !n.is_empty() && n.len() <= MAX_NAME {
-                left = left.saturating_add(1);
-            }
-        }
+        out.iter_mut().for_each(|o| *o = None);
         let mut walk = Names::new();
+        if let Some(ix) = self.name_index {
+            if self.search_all(k, &ix, names, out, &mut walk).is_ok() {
+                // The index checked out against the names, and the kernel's own
+                // kallsyms_lookup_name() trusts it: a name it lacks is not in
+                // the table.
+                return Ok(());
+            }
+            // An index that does not read is not used: the scan below finds
+            // what it would have.
+            walk = Names::new();
+        }
+        let mut left = out
+            .iter()
+            .zip(names)
+            .filter(|(o, n)| o.is_none() && !n.is_empty() && n.len() <= MAX_NAME)
+            .count();
         let mut addrs = Addrs::new();
         let mut index = 0u32;
         while left > 0 && index < self.num_syms {
@@ -492,6 +737,27 @@ impl Kallsyms {
                 }
             }
             index = index.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// [`Kallsyms::lookup_many`] through the name index: every name searched,
+    /// until one search fails.
+    fn search_all<K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        ix: &NameIndex,
+        names: &[&str],
+        out: &mut [Option<u64>],
+        walk: &mut Names,
+    ) -> Result<()> {
+        for (o, n) in out.iter_mut().zip(names) {
+            if n.is_empty() || n.len() > MAX_NAME {
+                continue;
+            }
+            if let Some(index) = self.search_index(k, ix, n.as_bytes(), walk)? {
+                *o = Some(self.sym_address(k, index)?);
+            }
         }
         Ok(())
     }

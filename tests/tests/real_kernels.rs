@@ -3,6 +3,8 @@
 //! KASLR), read from its ELF dump and from its raw RAM file, checked against what
 //! the guest itself reported.
 
+use std::collections::HashMap;
+
 use bpfmem::kernel::BtfOrigin;
 use bpfmem::source::{ElfCore, RamFile};
 use bpfmem::{
@@ -260,6 +262,36 @@ fn discovery_finds_the_guests_own_symbols_cpus_and_paging() {
                 _ => 4,
             };
             assert_eq!(k.paging_levels(), levels, "{}: {what}", g.name);
+            // Both kernels have kallsyms_seqs_of_names (Debian's 6.1 too), which
+            // lookups binary-search.
+            assert!(k.kallsyms().has_name_index(), "{}: {what}", g.name);
+            assert_eq!(k.symbol("no_such_symbol_here"), Ok(None));
+            // The search finds what a scan finds (the first of each name, in
+            // address order) for every 97th name of the table.
+            let mut first: HashMap<String, u64> = HashMap::new();
+            let mut names = Vec::new();
+            for (i, s) in k.kallsyms().iter(k.mem()).enumerate() {
+                let s = s.unwrap_or_else(|e| panic!("{}: {what}: kallsyms walk: {e}", g.name));
+                let name = String::from_utf8_lossy(s.name()).into_owned();
+                if i % 97 == 0 {
+                    names.push(name.clone());
+                }
+                first.entry(name).or_insert(s.addr());
+            }
+            assert!(
+                names.len() > 500,
+                "{}: {what}: {} names",
+                g.name,
+                names.len()
+            );
+            for name in &names {
+                assert_eq!(
+                    k.symbol(name),
+                    Ok(Some(Kva(first[name]))),
+                    "{}: {what}: kallsyms {name}",
+                    g.name
+                );
+            }
             // Every symbol the guest's /proc/kallsyms showed, decoded from the image.
             for (name, &want) in &m.kallsyms {
                 let got = k

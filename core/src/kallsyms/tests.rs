@@ -123,6 +123,13 @@ struct Tables {
     /// `kallsyms_offsets` (as `u32`) or `kallsyms_addresses`.
     entries: Vec<u64>,
     relative_base: u64,
+    /// Symbol numbers sorted as `scripts/kallsyms.c`'s `compare_names()`
+    /// sorts them: by name without the type, then address.
+    by_name: Vec<u32>,
+    /// Whether to write `kallsyms_seqs_of_names` (6.2+, Debian's 6.1): after
+    /// the markers in [`Order::V6_1`], after the relative base in
+    /// [`Order::V6_4`].
+    seqs: bool,
 }
 
 /// Whether `scripts/kallsyms --absolute-percpu` keeps `addr` absolute: the
@@ -180,6 +187,8 @@ impl Tables {
                 }
             })
             .collect();
+        let mut by_name: Vec<u32> = (0..syms.len() as u32).collect();
+        by_name.sort_by_key(|&i| (&syms[i as usize].name, syms[i as usize].addr, i));
         Tables {
             order,
             mode,
@@ -188,6 +197,8 @@ impl Tables {
             tokens,
             entries,
             relative_base,
+            by_name,
+            seqs: false,
         }
     }
 
@@ -234,6 +245,14 @@ impl Tables {
                 .flat_map(|&e| u32::try_from(e).unwrap().to_le_bytes())
                 .collect(),
         };
+        let seqs: Vec<u8> = self
+            .by_name
+            .iter()
+            .flat_map(|&i| {
+                let b = i.to_be_bytes();
+                [b[1], b[2], b[3]]
+            })
+            .collect();
         let relative = self.mode != AddressMode::Absolute;
         let relative_base = self.relative_base.to_le_bytes();
         let num_syms = self.num_syms.to_le_bytes();
@@ -250,6 +269,9 @@ impl Tables {
                 at.num_syms = append(&mut bytes, &num_syms);
                 at.names = append(&mut bytes, &names);
                 at.markers = append(&mut bytes, &markers);
+                if self.seqs {
+                    at.seqs = append(&mut bytes, &seqs);
+                }
                 at.token_table = append(&mut bytes, &token_table);
                 at.token_index = append(&mut bytes, &token_index);
             }
@@ -263,6 +285,9 @@ impl Tables {
                 at.addrs_end = at.addrs + addrs.len();
                 if relative {
                     at.relative_base = append(&mut bytes, &relative_base);
+                }
+                if self.seqs {
+                    at.seqs = append(&mut bytes, &seqs);
                 }
             }
         }
@@ -311,6 +336,7 @@ struct Layout {
     addrs: usize,
     addrs_end: usize,
     relative_base: usize,
+    seqs: usize,
 }
 
 /// Built tables in a flat kernel image, and what VMCOREINFO would say of them.
@@ -1647,4 +1673,148 @@ fn lookup_many_agrees_with_lookup_in_one_pass() {
     ks.lookup_many(&img.kernel, &["bpf_map_free"], &mut out)
         .unwrap();
     assert_eq!(out, [Some(START_KERNEL + 0x100)]);
+}
+
+// Lookups through `kallsyms_seqs_of_names`.
+
+/// 700 symbols in address order whose names are not: a name index that
+/// answers from the wrong entry finds another address. Names repeat (a
+/// static function in several files) with different addresses and types.
+fn shuffled_syms() -> Vec<Sym> {
+    (0..700u64)
+        .map(|i| {
+            let name = match i {
+                0 => "_text".into(),
+                _ if i % 50 == 7 => "cleanup_module".into(),
+                _ => format!("f_{:03}_{}", (i * 389) % 700, "y".repeat((i % 13) as usize)),
+            };
+            sym(b"TtDdBbR"[(i % 7) as usize], &name, START_KERNEL + i * 0x40)
+        })
+        .collect()
+}
+
+/// `syms` built with a name index where `order` puts it, the markers not
+/// exported (as from VMCOREINFO).
+fn build_indexed(syms: &[Sym], mode: AddressMode, order: Order) -> Image {
+    let mut t = Tables::new(syms, mode, order);
+    t.seqs = true;
+    let mut img = t.build();
+    img.syms.markers = None;
+    img
+}
+
+/// The first symbol named `name`, as a linear scan finds it.
+fn first_named(syms: &[Sym], name: &[u8]) -> Option<u64> {
+    syms.iter().find(|s| s.name == name).map(|s| s.addr)
+}
+
+#[test]
+fn lookups_binary_search_the_name_index_of_6_2_and_6_4_layouts() {
+    let syms = shuffled_syms();
+    for mode in [AddressMode::Relative, AddressMode::AbsolutePercpu] {
+        for order in ORDERS {
+            let img = build_indexed(&syms, mode, order);
+            assert!(img.at.seqs > 0);
+            let ks = Kallsyms::new(&img.kernel, &img.syms, Some(0)).unwrap();
+            assert!(ks.has_name_index(), "{mode:?} {order:?}");
+            for s in &syms {
+                let name = core::str::from_utf8(&s.name).unwrap();
+                assert_eq!(
+                    ks.lookup(&img.kernel, name),
+                    Ok(first_named(&syms, &s.name)),
+                    "{mode:?} {order:?} {name}"
+                );
+            }
+            // Names between, before and after the sorted ones.
+            for name in ["f_000", "f_0005", "a", "zzz", "cleanup_modul", "_tex", ""] {
+                assert_eq!(ks.lookup(&img.kernel, name), Ok(None), "{name}");
+            }
+            let names = ["cleanup_module", "nope", "_text", "f_389_y"];
+            let mut out = [Some(1); 4];
+            ks.lookup_many(&img.kernel, &names, &mut out).unwrap();
+            let want = names.map(|n| first_named(&syms, n.as_bytes()));
+            assert_eq!(out, want, "{mode:?} {order:?}");
+            assert_eq!(out[0], Some(START_KERNEL + 7 * 0x40));
+        }
+    }
+}
+
+#[test]
+fn tables_without_a_name_index_are_scanned() {
+    let syms = shuffled_syms();
+    for order in ORDERS {
+        let img = build(&syms, AddressMode::Relative, order);
+        let ks = Kallsyms::new(&img.kernel, &img.syms, Some(0)).unwrap();
+        assert!(!ks.has_name_index(), "{order:?}");
+        assert_eq!(
+            ks.lookup(&img.kernel, "cleanup_module"),
+            Ok(Some(START_KERNEL + 7 * 0x40))
+        );
+    }
+}
+
+#[test]
+fn a_name_index_that_does_not_check_out_is_not_used() {
+    let syms = shuffled_syms();
+    for order in ORDERS {
+        // Zeroed (every entry symbol 0), reversed, and in address order.
+        let base = build_indexed(&syms, AddressMode::Relative, order);
+        let len = 3 * syms.len();
+        let seqs = base.kernel.bytes[base.at.seqs..][..len].to_vec();
+        let reversed: Vec<u8> = seqs.chunks(3).rev().flatten().copied().collect();
+        let by_address: Vec<u8> = (0..syms.len() as u32)
+            .flat_map(|i| {
+                let b = i.to_be_bytes();
+                [b[1], b[2], b[3]]
+            })
+            .collect();
+        for (what, bytes) in [
+            ("zeroed", vec![0; len]),
+            ("reversed", reversed),
+            ("by address", by_address),
+        ] {
+            let mut img = build_indexed(&syms, AddressMode::Relative, order);
+            let at = img.at.seqs;
+            img.put(at, &bytes);
+            let ks = Kallsyms::new(&img.kernel, &img.syms, Some(0)).unwrap();
+            assert!(!ks.has_name_index(), "{order:?} {what}");
+            for name in ["cleanup_module", "f_389_y", "_text"] {
+                assert_eq!(
+                    ks.lookup(&img.kernel, name),
+                    Ok(first_named(&syms, name.as_bytes())),
+                    "{order:?} {what} {name}"
+                );
+            }
+        }
+        // Markers that disagree with the names.
+        let mut img = build_indexed(&syms, AddressMode::Relative, order);
+        let at = img.at.markers + 4;
+        let m = img.get_u32(at);
+        img.put(at, &(m + 1).to_le_bytes());
+        let ks = Kallsyms::new(&img.kernel, &img.syms, Some(0)).unwrap();
+        assert!(!ks.has_name_index(), "{order:?} markers");
+    }
+}
+
+#[test]
+fn an_index_entry_past_the_symbols_falls_back_to_the_scan() {
+    // Entry 350, which the sampling skips and where every binary search of
+    // 700 starts, points past the table: every search fails to read, and the
+    // scan answers instead.
+    let syms = shuffled_syms();
+    for order in ORDERS {
+        let mut img = build_indexed(&syms, AddressMode::Relative, order);
+        let at = img.at.seqs + 3 * 350;
+        img.put(at, &[0xff, 0xff, 0xff]);
+        let ks = Kallsyms::new(&img.kernel, &img.syms, Some(0)).unwrap();
+        assert!(ks.has_name_index(), "{order:?}");
+        for s in &syms {
+            let name = core::str::from_utf8(&s.name).unwrap();
+            assert_eq!(
+                ks.lookup(&img.kernel, name),
+                Ok(first_named(&syms, &s.name)),
+                "{order:?} {name}"
+            );
+        }
+    }
 }
