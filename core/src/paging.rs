@@ -1,7 +1,7 @@
 //! x86-64 kernel address translation: the page-table walk the MMU does, the two
 //! linear maps every x86-64 kernel has (the direct map of physical memory and the
 //! kernel image mapping) as fast paths, and [`KernelMem`], a [`KernelRead`] over
-//! physical memory that caches recent translations.
+//! physical memory that caches recent page walks.
 //!
 //! Layouts come from arch/x86/include/asm/pgtable_types.h, pgtable_64_types.h,
 //! page_types.h and page_64_types.h; they hold unchanged from v4.14 (5-level
@@ -221,7 +221,9 @@ pub enum Via {
 
 /// A run of virtual addresses mapped linearly onto physical memory: one page
 /// (4 KiB, 2 MiB or 1 GiB) found by a walk, or the part of a linear map that has
-/// physical addresses. `pa + len` never exceeds [`PHYS_LIMIT`].
+/// physical addresses. `pa + len` never exceeds [`PHYS_LIMIT`], and every
+/// address in it is canonical and in one half, so `kva + len` never exceeds
+/// 2^64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mapping {
     /// First virtual address.
@@ -241,6 +243,59 @@ impl Mapping {
         len: 0,
         via: Via::Walk,
     };
+
+    /// Whether `kva` lies in the mapping: one subtraction and a comparison.
+    #[inline]
+    const fn covers(&self, kva: Kva) -> bool {
+        kva.get().wrapping_sub(self.kva.get()) < self.len
+    }
+
+    /// The part of a linear map of `len` bytes from `kva` onto `pa` that a
+    /// fast path may answer for: physical addresses in `[0, PHYS_LIMIT)`,
+    /// virtual addresses canonical under `levels`-level paging and in one
+    /// half, the first one that has any (so never past 2^64, nor across the
+    /// non-canonical hole). Empty if there is none.
+    const fn linear(kva: Kva, pa: Pa, len: u64, via: Via, levels: u8) -> Mapping {
+        let (mut kva, mut pa, mut len) = (kva.get(), pa.get(), len);
+        let Some(bits) = va_bits(levels) else {
+            return Mapping::EMPTY;
+        };
+        // The lower half is [0, half), the upper [upper, 2^64). No operation
+        // below wraps: each is guarded by the comparison before it.
+        let half = 1u64.wrapping_shl(bits.wrapping_sub(1));
+        let upper = half.wrapping_neg();
+        if kva >= half && kva < upper {
+            // Starts in the hole: skip to the upper half.
+            let skip = upper.wrapping_sub(kva);
+            let Some(skipped) = pa.checked_add(skip) else {
+                return Mapping::EMPTY;
+            };
+            if len <= skip {
+                return Mapping::EMPTY;
+            }
+            (kva, pa, len) = (upper, skipped, len.wrapping_sub(skip));
+        }
+        // Bytes to the end of the half: half - kva below, 2^64 - kva above.
+        let room = if kva < half {
+            half.wrapping_sub(kva)
+        } else {
+            kva.wrapping_neg()
+        };
+        if room < len {
+            len = room;
+        }
+        match PHYS_LIMIT.checked_sub(pa) {
+            Some(room) if room < len => len = room,
+            Some(_) => {}
+            None => return Mapping::EMPTY,
+        }
+        Mapping {
+            kva: Kva(kva),
+            pa: Pa(pa),
+            len,
+            via,
+        }
+    }
 
     /// Where `kva` lands and how many bytes from there on stay in this mapping,
     /// or `None` if `kva` is outside it.
@@ -277,6 +332,11 @@ pub struct Translator {
     phys_base: Option<i64>,
     /// Bytes from `__START_KERNEL_map` the kernel-image fast path covers.
     kernel_image_size: u64,
+    /// What the direct-map fast path answers for (`Mapping::linear`),
+    /// computed once; empty if off.
+    direct: Mapping,
+    /// The same for the kernel image.
+    image: Mapping,
 }
 
 impl Translator {
@@ -301,6 +361,8 @@ impl Translator {
             direct_map_size: 0,
             phys_base: None,
             kernel_image_size: 0,
+            direct: Mapping::EMPTY,
+            image: Mapping::EMPTY,
         })
     }
 
@@ -326,6 +388,7 @@ impl Translator {
     pub const fn with_direct_map(mut self, page_offset_base: Kva, size: u64) -> Self {
         self.direct_map = Some(page_offset_base);
         self.direct_map_size = size;
+        self.direct = Mapping::linear(page_offset_base, Pa(0), size, Via::DirectMap, self.levels);
         self
     }
 
@@ -334,6 +397,24 @@ impl Translator {
     pub const fn with_kernel_image(mut self, phys_base: i64, size: u64) -> Self {
         self.phys_base = Some(phys_base);
         self.kernel_image_size = size;
+        // Offsets `o` with a physical address satisfy 0 <= o + phys_base: below
+        // a negative phys_base's load address there is none.
+        let first = if phys_base < 0 {
+            phys_base.unsigned_abs()
+        } else {
+            0
+        };
+        self.image = match (
+            Kva(START_KERNEL_MAP).checked_add(first),
+            size.checked_sub(first),
+        ) {
+            (Some(kva), Some(len)) => {
+                // phys_base + first: phys_base, or 0 when it is negative.
+                let pa = Pa(first.wrapping_add_signed(phys_base));
+                Mapping::linear(kva, pa, len, Via::KernelImage, self.levels)
+            }
+            _ => Mapping::EMPTY,
+        };
         self
     }
 
@@ -385,47 +466,28 @@ impl Translator {
 
     /// The linear map `kva` lies in, if a fast path covers it. Reads nothing.
     /// `None` for non-canonical addresses and for addresses whose linear-map
-    /// physical address would be negative or beyond [`PHYS_LIMIT`].
+    /// physical address would be negative or beyond [`PHYS_LIMIT`]. The
+    /// mapping holds canonical addresses of one half only, so a read through
+    /// it never wraps past 2^64 or runs into the non-canonical hole, whatever
+    /// `page_offset_base` and the sizes say.
     pub fn fast_path(&self, kva: Kva) -> Option<Mapping> {
-        if !is_canonical(kva, self.levels) {
-            return None;
-        }
-        self.kernel_image_mapping(kva)
-            .or_else(|| self.direct_map_mapping(kva))
-    }
-
-    fn kernel_image_mapping(&self, kva: Kva) -> Option<Mapping> {
-        let phys_base = self.phys_base?;
-        let off = kva.offset_from(Kva(START_KERNEL_MAP))?;
-        // Offsets `o` with a physical address satisfy 0 <= o + phys_base < PHYS_LIMIT.
-        let (first, limit) = if phys_base < 0 {
-            let below = phys_base.unsigned_abs();
-            (below, PHYS_LIMIT.checked_add(below)?)
+        // The kernel image first. Both hold canonical addresses only.
+        if self.image.covers(kva) {
+            Some(self.image)
+        } else if self.direct.covers(kva) {
+            Some(self.direct)
         } else {
-            (0, PHYS_LIMIT.checked_sub(phys_base.unsigned_abs())?)
-        };
-        let end = self.kernel_image_size.min(limit);
-        if off < first || off >= end {
-            return None;
+            None
         }
-        Some(Mapping {
-            kva: Kva(START_KERNEL_MAP).checked_add(first)?,
-            pa: Pa(first.checked_add_signed(phys_base)?),
-            len: end.checked_sub(first)?,
-            via: Via::KernelImage,
-        })
     }
 
-    fn direct_map_mapping(&self, kva: Kva) -> Option<Mapping> {
-        let base = self.direct_map?;
-        let len = self.direct_map_size.min(PHYS_LIMIT);
-        let off = kva.offset_from(base)?;
-        (off < len).then_some(Mapping {
-            kva: base,
-            pa: Pa(0),
-            len,
-            via: Via::DirectMap,
-        })
+    /// `fast_path(kva)?.lookup(kva)`, on the hot path of [`KernelMem`].
+    #[inline]
+    fn fast_lookup(&self, kva: Kva) -> Option<(Pa, u64)> {
+        match self.image.lookup(kva) {
+            Some(hit) => Some(hit),
+            None => self.direct.lookup(kva),
+        }
     }
 
     /// The page `kva` lies in, found by walking the page tables: at most
@@ -484,24 +546,28 @@ fn lookup(m: Mapping, kva: Kva) -> Result<(Pa, u64)> {
     m.lookup(kva).ok_or(Error::NotMapped { kva, level: 0 })
 }
 
-/// Counters of a [`KernelMem`], for tests and benchmarks.
+/// Counters of a [`KernelMem`], for tests and benchmarks. Every translation of
+/// a canonical address counts once, in `translations` or in `cache_hits`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Translations the cache could not answer (successful or not).
+    /// Translations not answered from the cache (successful or not): by a
+    /// fast path, which never uses the cache, or by a walk.
     pub translations: u64,
-    /// Of those, the ones no fast path covered, so the page tables were walked.
+    /// Of those, the ones no fast path covered, so the page tables were walked
+    /// (in one read if the PTE table of the address's 2 MiB was remembered).
     pub walks: u64,
-    /// Translations answered from the cache.
+    /// Translations answered from the cache of walked pages.
     pub cache_hits: u64,
 }
 
-/// Slots for mappings larger than a base page (the linear maps, 2 MiB and
-/// 1 GiB pages), fully associative: each holds a whole mapping.
+/// Slots for walked pages larger than a base page (2 MiB and 1 GiB), fully
+/// associative: each holds a whole page.
 const BIG_SLOTS: usize = 8;
 
-/// Slots for 4 KiB pages, direct-mapped by page number: a walk over a few MiB
-/// of vmalloc'd objects (a hash table's elements) keeps its pages here.
-const PAGE_SLOTS: usize = 256;
+/// Slots for 4 KiB pages, direct-mapped by page number: a walk over up to
+/// 16 MiB of vmalloc'd objects (a 100k-entry hash table's 6.4 MiB of
+/// elements, visited in hash order) keeps its pages here. 128 KiB of state.
+const PAGE_SLOTS: usize = 4096;
 const _: () = assert!(PAGE_SLOTS.is_power_of_two());
 
 /// Remembered last-level tables (PTE pages), direct-mapped by 2 MiB region:
@@ -524,8 +590,11 @@ const NO_TABLE: PteTable = PteTable {
 };
 
 /// A kernel's virtual address space over its physical memory: [`KernelRead`]
-/// through a [`Translator`], with caches of recent mappings and page tables so
-/// a walk over a structure costs about one translation per page, not per read.
+/// through a [`Translator`], with caches of recently walked pages and page
+/// tables so a walk over a structure costs about one page walk per page, not
+/// per read. The fast paths come first and are never cached, so
+/// [`KernelMem::translate`] always answers as [`Translator::translate`] does,
+/// whatever was translated before.
 ///
 /// The caches assume the page tables do not change while they are used; over
 /// a live source, call [`KernelMem::flush_cache`] between snapshots.
@@ -603,7 +672,7 @@ impl<M: PhysRead> KernelMem<M> {
         self.tables.get(i)
     }
 
-    /// A cached answer for `kva`, if any.
+    /// A cached walk's answer for `kva`, if any.
     fn cached(&self, kva: Kva) -> Option<(Pa, u64)> {
         if let Some(hit) = self.page_slot(kva).and_then(|s| s.get().lookup(kva)) {
             return Some(hit);
@@ -622,6 +691,7 @@ impl<M: PhysRead> KernelMem<M> {
             })
     }
 
+    /// Cache a page a walk found.
     fn remember(&self, m: Mapping) {
         if m.len == PAGE_SIZE {
             if let Some(s) = self.page_slot(m.kva) {
@@ -671,9 +741,18 @@ impl<M: PhysRead> KernelMem<M> {
         Ok(m)
     }
 
-    /// [`Translator::translate`] through the caches.
+    /// [`Translator::translate`], with the page walks cached. The fast paths
+    /// (arithmetic, no reads) are tried first, as the translator tries them:
+    /// a cached walk answers only where the translator would walk, so the
+    /// answer never depends on what was translated before.
     pub fn translate(&self, kva: Kva) -> Result<(Pa, u64)> {
         let mut stats = self.stats.get();
+        if let Some(hit) = self.tr.fast_lookup(kva) {
+            stats.translations = stats.translations.wrapping_add(1);
+            self.stats.set(stats);
+            return Ok(hit);
+        }
+        // Walked pages are canonical, so a non-canonical kva misses here.
         if let Some(hit) = self.cached(kva) {
             stats.cache_hits = stats.cache_hits.wrapping_add(1);
             self.stats.set(stats);
@@ -683,15 +762,9 @@ impl<M: PhysRead> KernelMem<M> {
             return Err(Error::NonCanonical { kva });
         }
         stats.translations = stats.translations.wrapping_add(1);
-        let found = match self.tr.fast_path(kva) {
-            Some(m) => Ok(m),
-            None => {
-                stats.walks = stats.walks.wrapping_add(1);
-                self.walk(kva)
-            }
-        };
+        stats.walks = stats.walks.wrapping_add(1);
         self.stats.set(stats);
-        let m = found?;
+        let m = self.walk(kva)?;
         self.remember(m);
         lookup(m, kva)
     }
@@ -1239,12 +1312,14 @@ mod tests {
         km.read_kva_u64(Kva(kva)).unwrap();
         assert_eq!(km.stats().translations, 3);
         // More distinct pages than page slots: still correct; pages whose
-        // slots collide (i and i + 256) are translated again.
+        // slots collide (i and i + PAGE_SLOTS) are translated again. Tables
+        // sit below DATA, the pages above it.
+        const DATA: u64 = 0x10_0000;
         let pages = PAGE_SLOTS as u64 + 44;
-        let mut t = Tables::new(4, 8 + pages as usize);
+        let mut t = Tables::new(4, (DATA / 0x1000 + pages) as usize);
         for i in 0..pages {
-            t.map(0xffff_c900_0000_0000 + i * 0x1000, 0x8000 + i * 0x1000, 1);
-            t.write(0x8000 + i * 0x1000, &[i as u8]);
+            t.map(0xffff_c900_0000_0000 + i * 0x1000, DATA + i * 0x1000, 1);
+            t.write(DATA + i * 0x1000, &[i as u8]);
         }
         let km = KernelMem::new(t.mem(), t.tr());
         for _ in 0..2 {
@@ -1313,11 +1388,12 @@ mod tests {
     }
 
     #[test]
-    fn direct_map_reads_take_one_translation_and_no_walk() {
+    fn direct_map_reads_take_one_translation_each_and_no_walk() {
         let (mut t, tr, pob) = kernel_like(4, 0);
         t.write(0x8ff8, &0x1122_3344_5566_7788u64.to_le_bytes());
         t.write(0x9000, &0x99aa_bbcc_ddee_ff00u64.to_le_bytes());
         let km = KernelMem::new(t.mem(), tr);
+        // Three pages in one piece: the direct map is one mapping.
         let mut buf = [0u8; 0x3000];
         km.read_kva(Kva(pob + 0x8000), &mut buf).unwrap();
         assert_eq!(&buf[0xff8..0x1008], &t.bytes[0x8ff8..0x9008]);
@@ -1329,14 +1405,69 @@ mod tests {
             km.read_kva_u64(Kva(pob + 0x9000)),
             Ok(0x99aa_bbcc_ddee_ff00)
         );
+        // Fast paths are arithmetic: never walked, never cached.
         assert_eq!(
             km.stats(),
             Stats {
-                translations: 1,
+                translations: 3,
                 walks: 0,
-                cache_hits: 2
+                cache_hits: 0
             }
         );
+    }
+
+    /// Regression for fuzz/regressions/page_walk/kernel-mem-cache-answers-over-
+    /// the-kernel-image-fast-path: `KernelMem` asked its cache before the fast
+    /// paths, so a mapping cached for one address answered for addresses where
+    /// the translator takes another path.
+    #[test]
+    fn kernel_mem_cache_answers_over_the_kernel_image_fast_path() {
+        // The kernel loaded 14 MiB below where it was linked (a negative
+        // phys_base): the image's first 14 MiB have no physical address, and
+        // a walk there finds a 1 GiB page that also covers the image.
+        let mut t = Tables::new(4, 16);
+        t.map(START_KERNEL_MAP, 0x4000_0000, 3);
+        let tr = t.tr().with_kernel_image(-0xe0_0000, KERNEL_IMAGE_SIZE);
+        let mem = t.mem();
+        let below = Kva(START_KERNEL_MAP + 0x10_0000);
+        let text = Kva(START_KERNEL_MAP + 0x100_0000);
+        assert_eq!(
+            tr.translate(&mem, below),
+            Ok((Pa(0x4010_0000), 0x3ff0_0000))
+        );
+        assert_eq!(tr.translate(&mem, text), Ok((Pa(0x20_0000), 0x3f00_0000)));
+        for first in [below, text] {
+            let km = KernelMem::new(mem, tr);
+            let seq = [first, below, text, below, text];
+            for kva in seq {
+                assert_eq!(km.translate(kva), tr.translate(&mem, kva), "{first}, {kva}");
+            }
+            // The walked page was cached; the image was not.
+            let belows = seq.iter().filter(|&&k| k == below).count() as u64;
+            assert_eq!(
+                km.stats(),
+                Stats {
+                    translations: 1 + (5 - belows),
+                    walks: 1,
+                    cache_hits: belows - 1
+                }
+            );
+        }
+        // Overlapping fast paths: the direct map (placed over the image here)
+        // answers below it, the image wherever it applies, in any order.
+        let tr = tr.with_direct_map(Kva(START_KERNEL_MAP - PUD_SIZE), 1 << 46);
+        let direct = Kva(START_KERNEL_MAP - 0x1000);
+        assert_eq!(
+            tr.translate(&mem, direct),
+            Ok((Pa(0x3fff_f000), 0x8000_1000))
+        );
+        for first in [direct, below, text] {
+            let km = KernelMem::new(mem, tr);
+            for kva in [first, direct, below, text] {
+                assert_eq!(km.translate(kva), tr.translate(&mem, kva), "{first}, {kva}");
+            }
+            assert_eq!(km.stats().walks, 0);
+        }
     }
 
     #[test]
@@ -1352,6 +1483,61 @@ mod tests {
             km.read_kva(Kva(u64::MAX - 7), &mut buf),
             Err(Error::Unsupported { .. })
         ));
+    }
+
+    /// Regression for fuzz/regressions/page_walk/read-past-the-top-of-the-
+    /// address-space-through-the-direct-map: a direct map running past 2^64
+    /// (discovery accepts any canonical, PUD-aligned `page_offset_base` in the
+    /// kernel half) reported more bytes left than the address space has.
+    #[test]
+    fn read_past_the_top_of_the_address_space_through_the_direct_map() {
+        // 256 GiB below the top, and 64 TiB of physical memory.
+        let base = 0xffff_ffc0_0000_0000;
+        let tr = Translator::new(4, Pa(PGD))
+            .unwrap()
+            .with_direct_map(Kva(base), max_physmem(4).unwrap());
+        let top = Kva(u64::MAX - 7);
+        assert_eq!(
+            tr.fast_path(top).map(|m| (m.kva, m.len)),
+            Some((Kva(base), 1 << 38))
+        );
+        // Physical memory goes on past where 2^64 lands.
+        let bytes: Vec<u8> = (0..0x2000u32).map(|i| i as u8).collect();
+        let mem = Flat::new(Pa((1 << 38) - 0x1000), &bytes[..]);
+        assert_eq!(tr.translate(&mem, top), Ok((Pa((1 << 38) - 8), 8)));
+        let km = KernelMem::new(mem, tr);
+        assert_eq!(km.translate(top), Ok((Pa((1 << 38) - 8), 8)));
+        assert_eq!(km.read_kva_u64(top), Ok(0xfffe_fdfc_fbfa_f9f8));
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            km.read_kva(top, &mut buf),
+            Err(Error::unsupported(
+                "read past the top of the address space",
+                top
+            ))
+        );
+    }
+
+    #[test]
+    fn read_into_the_non_canonical_hole_through_a_linear_map_fails() {
+        // A direct map in the lower half, running past its end (2^47 with 4
+        // levels): it stops there, as a walk would.
+        let base = 0x7fff_c000_0000;
+        let tr = Translator::new(4, Pa(PGD))
+            .unwrap()
+            .with_direct_map(Kva(base), 1 << 46);
+        let last = Kva(0x7fff_ffff_fff8);
+        assert_eq!(tr.fast_path(last).map(|m| m.len), Some(PUD_SIZE));
+        let bytes = vec![0u8; 0x2000];
+        let mem = Flat::new(Pa(PUD_SIZE - 0x1000), &bytes[..]);
+        let km = KernelMem::new(mem, tr);
+        assert_eq!(km.translate(last), Ok((Pa(PUD_SIZE - 8), 8)));
+        let mut buf = [0u8; 16];
+        let hole = Kva(0x8000_0000_0000);
+        assert_eq!(
+            km.read_kva(last, &mut buf),
+            Err(Error::NonCanonical { kva: hole })
+        );
     }
 
     /// Entry kinds for hostile tables: mostly pointers into the four table
@@ -1393,13 +1579,16 @@ mod tests {
     proptest! {
         /// Over random page tables, translation never panics; without fast paths
         /// it is the walk, and with them it is the walk wherever no fast path
-        /// applies. Reads through `KernelMem` agree with reading the translated
-        /// physical address.
+        /// applies; what it finds ends in the address's canonical half.
+        /// `KernelMem` translates as the translator whatever it translated
+        /// before, and its reads agree with reading the translated physical
+        /// address.
         #[test]
         fn translate_agrees_with_walk_on_hostile_tables(
             five in any::<bool>(),
             entries in proptest::collection::vec(entry(), 16),
             idx in proptest::collection::vec(0usize..4, 5),
+            prior_idx in proptest::collection::vec(0usize..4, 5),
             off in any::<u64>(),
             canonical in any::<bool>(),
             random_kva in proptest::option::weighted(0.1, any::<u64>()),
@@ -1423,11 +1612,19 @@ mod tests {
             let got = fast.translate(&mem, kva);
             if let Ok((pa, left)) = got {
                 prop_assert!(left >= 1 && pa.0.checked_add(left).is_some_and(|e| e <= PHYS_LIMIT));
+                let last = kva.checked_add(left - 1);
+                prop_assert!(last.is_some_and(|l| is_canonical(l, levels)), "{} + {:#x}", kva, left);
             }
             if fast.fast_path(kva).is_none() {
                 prop_assert_eq!(got, walked);
             }
 
+            // A translation before, of an address that may share pages or
+            // tables with kva, changes nothing.
+            let km = KernelMem::new(mem, fast);
+            let prior = hostile_kva(levels, &prior_idx, off, canonical);
+            prop_assert_eq!(km.translate(prior), fast.translate(&mem, prior));
+            prop_assert_eq!(km.translate(kva), got);
             let km = KernelMem::new(mem, fast);
             let mut buf = [0u8; 16];
             let read = km.read_kva(kva, &mut buf);

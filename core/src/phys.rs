@@ -261,6 +261,17 @@ impl<B: AsRef<[u8]>, R: AsRef<[Region]>> RegionMap<B, R> {
 impl<B: AsRef<[u8]>, R: AsRef<[Region]>> PhysRead for RegionMap<B, R> {
     fn read_phys(&self, pa: Pa, buf: &mut [u8]) -> Result<()> {
         let store = self.bytes.as_ref();
+        // The common case first: one region holds all of it.
+        if let Some(src) = self.region_at(pa).and_then(|r| {
+            let skip = pa.offset_from(r.pa)?;
+            let end = skip.checked_add(len64(buf))?;
+            (end <= r.len).then_some(())?;
+            let off = usize::try_from(r.offset.checked_add(skip)?).ok()?;
+            store.get(off..off.checked_add(buf.len())?)
+        }) {
+            buf.copy_from_slice(src);
+            return Ok(());
+        }
         self.read_pieces(pa, buf, |off, piece| {
             let unmapped = Error::Unmapped {
                 pa,

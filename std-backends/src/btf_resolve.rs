@@ -1,10 +1,8 @@
 //! Structure layouts out of a kernel's BTF, fast: `bpfmem_core::btf_types`
-//! reads the blob in place, one pass indexes type ids, a second (over named
-//! structs and unions only) indexes names, and each lookup then touches the few
-//! types it needs. Parsing every type of a 5 MiB vmlinux BTF into owned values
-//! took about 100 ms; this takes a few.
-
-use std::collections::HashMap;
+//! reads the blob in place, one pass indexes type ids and the names of structs
+//! and unions (a sorted table of name hashes, no allocation per name), and each
+//! lookup then touches the few types it needs. Parsing every type of a 5 MiB
+//! vmlinux BTF into owned values took about 100 ms; this takes a few.
 
 use bpfmem_core::btf_types::{kind, BtfMember, BtfType, BtfTypes};
 
@@ -44,8 +42,16 @@ pub(crate) struct Resolver<'a> {
     btf: BtfTypes<'a>,
     /// Type-section offset of each type id, from 1.
     index: Vec<u32>,
-    /// Named structs and unions with members, by name.
-    by_name: HashMap<&'a [u8], Vec<u32>>,
+    /// Named structs and unions with members: (hash of the name, type id),
+    /// sorted.
+    by_name: Vec<(u64, u32)>,
+}
+
+/// FNV-1a, 64 bits: names are short and this runs once per struct.
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn parse(e: bpfmem_core::Error) -> BtfError {
@@ -60,23 +66,38 @@ impl<'a> Resolver<'a> {
     pub(crate) fn new(blob: &'a [u8]) -> Result<Self, BtfError> {
         let btf = BtfTypes::new(blob).map_err(parse)?;
         // Bounded by the blob: a type record is at least 12 bytes.
-        let mut index = vec![0u32; btf.max_types()];
-        let n = btf.build_index(&mut index).map_err(parse)?;
-        index.truncate(n);
-        let mut by_name: HashMap<&'a [u8], Vec<u32>> = HashMap::new();
-        for (i, &off) in index.iter().enumerate() {
-            let t = btf.type_at(off as usize, i as u32 + 1).map_err(parse)?;
+        let mut index = Vec::with_capacity(btf.max_types());
+        let mut by_name = Vec::new();
+        for t in btf.iter() {
+            let t = t.map_err(parse)?;
+            index.push(u32::try_from(t.offset).map_err(|_| BtfError::Parse {
+                message: format!("type {} at an offset past 4 GiB", t.id),
+            })?);
             if (t.kind == kind::STRUCT || t.kind == kind::UNION) && t.vlen > 0 {
                 if let Some(name) = btf.name(t.name_off).filter(|n| !n.is_empty()) {
-                    by_name.entry(name).or_default().push(t.id);
+                    by_name.push((name_hash(name), t.id));
                 }
             }
         }
+        by_name.sort_unstable();
         Ok(Resolver {
             btf,
             index,
             by_name,
         })
+    }
+
+    /// Ids of the named structs and unions with members called `name`, in id
+    /// order.
+    fn named(&self, name: &[u8]) -> impl Iterator<Item = u32> + '_ {
+        let h = name_hash(name);
+        let from = self.by_name.partition_point(|&(k, _)| k < h);
+        self.by_name
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(move |&&(k, _)| k == h)
+            .map(|&(_, id)| id)
     }
 
     fn ty(&self, id: u32) -> Result<BtfType<'a>, BtfError> {
@@ -100,13 +121,13 @@ impl<'a> Resolver<'a> {
         via: Option<(&StructDef<'a>, &'static str, u32)>,
     ) -> Result<Option<StructDef<'a>>, BtfError> {
         let mut defs: Vec<BtfType<'a>> = Vec::new();
-        for &id in self
-            .by_name
-            .get(name.as_bytes())
-            .map_or(&[][..], Vec::as_slice)
-        {
+        for id in self.named(name.as_bytes()) {
             let t = self.ty(id)?;
-            if t.kind == kind::STRUCT && !defs.iter().any(|d| same_layout(d, &t)) {
+            // Another name with the same hash is skipped here.
+            if t.kind == kind::STRUCT
+                && self.name(t.name_off) == name.as_bytes()
+                && !defs.iter().any(|d| same_layout(d, &t))
+            {
                 defs.push(t);
             }
         }

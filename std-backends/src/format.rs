@@ -164,8 +164,10 @@ impl std::error::Error for FormatError {
 /// Budgets for one key or value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Types nested inside each other (typedefs and qualifiers count). The
-    /// kernel allows 32 (`MAX_RESOLVE_DEPTH`, kernel/bpf/btf.c).
+    /// Levels of nesting: types inside each other (typedefs and qualifiers
+    /// count), and one more for a DATASEC's array of variables or a bitfield
+    /// member. The kernel allows 32 types (`MAX_RESOLVE_DEPTH`,
+    /// kernel/bpf/btf.c).
     pub max_depth: u32,
     /// Output nodes (numbers, strings, arrays, objects): a 1 MiB array of
     /// bytes is a million of them. Every 32 bytes of names and strings, and

@@ -7,7 +7,9 @@ pub mod output;
 pub mod source;
 
 use std::cell::RefCell;
-use std::io::{self, BufWriter, Stdout, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd;
 
 use serde_json::ser::PrettyFormatter;
 use serde_json::Value;
@@ -25,7 +27,40 @@ pub enum Failure {
 pub struct Out {
     pub json: bool,
     pub pretty: bool,
-    w: RefCell<BufWriter<Stdout>>,
+    w: RefCell<BufWriter<Sink>>,
+}
+
+/// Standard output. Written through a duplicate of its descriptor where we can
+/// get one: `Stdout` is line-buffered and scans every 64 KiB block for its
+/// last newline, which a million-line dump pays for.
+enum Sink {
+    File(File),
+    Stdout(io::Stdout),
+}
+
+impl Sink {
+    fn stdout() -> Self {
+        match io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Sink::File(File::from(fd)),
+            Err(_) => Sink::Stdout(io::stdout()),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Stdout(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Stdout(s) => s.flush(),
+        }
+    }
 }
 
 fn io_fail(e: io::Error) -> Failure {
@@ -41,7 +76,7 @@ impl Out {
         Out {
             json: json || pretty,
             pretty,
-            w: RefCell::new(BufWriter::with_capacity(1 << 16, io::stdout())),
+            w: RefCell::new(BufWriter::with_capacity(1 << 16, Sink::stdout())),
         }
     }
 

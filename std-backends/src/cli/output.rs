@@ -40,16 +40,39 @@ pub fn fprint_hex(bytes: &[u8], sep: &str) -> String {
     out
 }
 
+/// `,"0xNN"` for every byte, seven bytes apiece: a dump spends its time here,
+/// so each byte is one table slice instead of five pushes.
+const HEX_JSON_TABLE: [u8; 256 * 7] = {
+    let mut t = [0u8; 256 * 7];
+    let mut b = 0;
+    while b < 256 {
+        let e = b * 7;
+        t[e] = b',';
+        t[e + 1] = b'"';
+        t[e + 2] = b'0';
+        t[e + 3] = b'x';
+        t[e + 4] = HEX[b >> 4];
+        t[e + 5] = HEX[b & 15];
+        t[e + 6] = b'"';
+        b += 1;
+    }
+    t
+};
+
+const HEX_JSON: &str = match std::str::from_utf8(&HEX_JSON_TABLE) {
+    Ok(s) => s,
+    Err(_) => panic!("the hex table is ASCII"),
+};
+
 /// [`hex_json`] written straight into `out`, compact.
 fn push_hex_json(out: &mut String, bytes: &[u8]) {
+    out.reserve(bytes.len() * 7 + 2);
     out.push('[');
     for (i, &b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("\"0x");
-        push_hex(out, b);
-        out.push('"');
+        let e = usize::from(b) * 7;
+        // The first element has no comma before it.
+        let start = if i == 0 { e + 1 } else { e };
+        out.push_str(&HEX_JSON[start..e + 7]);
     }
     out.push(']');
 }
@@ -168,6 +191,17 @@ mod tests {
         );
         assert_eq!(fprint_hex(&[], " "), "");
         assert_eq!(hex_json(&[1, 0xab]), json!(["0x01", "0xab"]));
+    }
+
+    #[test]
+    fn compact_hex_equals_the_json_values_for_every_byte() {
+        let all: Vec<u8> = (0..=255).collect();
+        let mut s = String::new();
+        push_hex_json(&mut s, &all);
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), hex_json(&all));
+        s.clear();
+        push_hex_json(&mut s, &[]);
+        assert_eq!(s, "[]");
     }
 
     #[test]

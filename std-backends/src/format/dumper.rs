@@ -58,6 +58,19 @@ impl<'a> Dumper<'a> {
         self.spend(1)
     }
 
+    /// Enter a node at `depth` (0 for the root): fails past `max_depth`, else
+    /// the depth of the nodes inside it. Every node of the tree goes through
+    /// here, so it has at most `max_depth + 1` levels.
+    fn nest(&self, depth: u32) -> Result<u32, FormatError> {
+        if depth > self.limits.max_depth {
+            return Err(FormatError::Limit {
+                what: "nesting depth",
+                limit: u64::from(self.limits.max_depth),
+            });
+        }
+        Ok(depth.saturating_add(1))
+    }
+
     /// Count `units` of work against the output budget: a node, 32 bytes of
     /// names or strings, 256 enumerators compared or string bytes scanned.
     /// Hostile BTF can make all of these large without making more nodes.
@@ -135,13 +148,7 @@ impl<'a> Dumper<'a> {
         at: u64,
         depth: u32,
     ) -> Result<(Formatted, Flow), FormatError> {
-        if depth > self.limits.max_depth {
-            return Err(FormatError::Limit {
-                what: "nesting depth",
-                limit: u64::from(self.limits.max_depth),
-            });
-        }
-        let depth = depth.saturating_add(1);
+        let depth = self.nest(depth)?;
         let t = self.ty(type_id)?;
         self.node()?;
         let go = |f| Ok((f, Flow::Go));
@@ -391,6 +398,7 @@ impl<'a> Dumper<'a> {
             let bits8 = (bit_offset & 7) as u8;
             let value = if bitfield_size != 0 {
                 // Any member type: an enum bitfield prints as hex too.
+                self.nest(depth)?;
                 self.node()?;
                 self.bitfield(t.id, bitfield_size, bits8, data_off)?
             } else {
@@ -483,7 +491,9 @@ impl<'a> Dumper<'a> {
         Ok((Formatted::Array(items), flow))
     }
 
-    /// `btf_dumper_datasec()`: `{"<section>": [{"<var>": value}, ...]}`.
+    /// `btf_dumper_datasec()`: `{"<section>": [{"<var>": value}, ...]}`. The
+    /// object is paid for by [`Self::do_type`]; the array is one more node,
+    /// one level deeper.
     fn datasec(
         &mut self,
         t: &Ty<'a>,
@@ -491,6 +501,8 @@ impl<'a> Dumper<'a> {
         depth: u32,
     ) -> Result<(Formatted, Flow), FormatError> {
         let name = self.name(t.id, t.name_off)?;
+        let depth = self.nest(depth)?;
+        self.node()?;
         let mut vars = Vec::new();
         let mut flow = Flow::Go;
         for vsi in t.secinfos() {

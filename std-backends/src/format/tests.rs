@@ -845,6 +845,99 @@ fn union_dag_hits_the_node_budget() {
     ));
 }
 
+/// Nodes and levels of a tree.
+fn measure(f: &Formatted) -> (u64, u32) {
+    let inner: Vec<&Formatted> = match f {
+        Formatted::Array(items) => items.iter().collect(),
+        Formatted::Object(members) => members.iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    inner.into_iter().fold((1, 1), |(n, d), i| {
+        let (a, b) = measure(i);
+        (n + a, d.max(b + 1))
+    })
+}
+
+/// Regression for fuzz/regressions/btf_format/datasec-elements-count-one-
+/// node-for-two: `{"<section>": [...]}` is two nodes on two levels, and was
+/// paid for as one.
+#[test]
+fn datasec_elements_count_one_node_for_two() {
+    let mut b = Btf::new();
+    let u32_ = b.int("unsigned int", 4, 0);
+    let x = b.var("x", u32_);
+    let data = b.datasec(".data", 4, &[(x, 0, 4)]);
+    let bss = b.datasec(".bss", 0, &[]);
+    let bsss = b.array(bss, u32_, 10);
+    let blob = b.blob();
+    let dump = |id, max_depth, max_nodes| {
+        let limits = Limits {
+            max_depth,
+            max_nodes,
+        };
+        MapTypes::with_limits(&blob, 0, id, limits)
+            .unwrap()
+            .value(&42u32.to_le_bytes())
+    };
+    // An array and ten objects each holding an empty array: 21 nodes, 3 levels.
+    let f = dump(bsss, 2, 21).unwrap();
+    assert_eq!(measure(&f), (21, 3));
+    assert!(matches!(
+        dump(bsss, 2, 20),
+        Err(FormatError::Limit {
+            what: "output nodes",
+            limit: 20
+        })
+    ));
+    assert!(matches!(
+        dump(bsss, 1, 21),
+        Err(FormatError::Limit {
+            what: "nesting depth",
+            limit: 1
+        })
+    ));
+    // {".data": [{"x": 42}]}: 4 nodes, 4 levels.
+    let f = dump(data, 3, 4).unwrap();
+    assert_eq!(json_text(&f), r#"{".data":[{"x":42}]}"#);
+    assert_eq!(measure(&f), (4, 4));
+    assert!(dump(data, 2, 4).is_err());
+    assert!(dump(data, 3, 3).is_err());
+    // Whatever the budgets, a tree stays within them or is an error.
+    for id in [data, bsss] {
+        for max_depth in 0..6 {
+            for max_nodes in 0..30 {
+                if let Ok(f) = dump(id, max_depth, max_nodes) {
+                    let (nodes, levels) = measure(&f);
+                    assert!(nodes <= max_nodes && levels <= max_depth + 1);
+                }
+            }
+        }
+    }
+}
+
+/// A bitfield is one node one level below its struct, like any member.
+#[test]
+fn bitfields_count_one_node_and_one_level() {
+    let mut b = Btf::new();
+    let u32_ = b.int("unsigned int", 4, 0);
+    let s = b.strukt("s", 4, &[("f", u32_, 0, 3)]);
+    let blob = b.blob();
+    let dump = |max_depth, max_nodes| {
+        let limits = Limits {
+            max_depth,
+            max_nodes,
+        };
+        MapTypes::with_limits(&blob, 0, s, limits)
+            .unwrap()
+            .value(&[5, 0, 0, 0])
+    };
+    let f = dump(1, 2).unwrap();
+    assert_eq!(json_text(&f), r#"{"f":"0x5"}"#);
+    assert_eq!(measure(&f), (2, 2));
+    assert!(dump(0, 2).is_err());
+    assert!(dump(1, 1).is_err());
+}
+
 /// An enum of 65535 enumerators, none matching, under a union DAG: each
 /// lookup is paid for, so the walk ends early instead of comparing 2^36 times.
 #[test]
