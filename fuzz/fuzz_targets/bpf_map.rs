@@ -1,0 +1,8 @@
+//! See `bpfmem_fuzz::targets::bpf_map`.
+#![no_main]
+
+use bpfmem_fuzz::targets::bpf_map::{run, Input};
+
+libfuzzer_sys::fuzz_target!(|input: (Input, &[u8])| {
+    run(&input.0, input.1);
+});

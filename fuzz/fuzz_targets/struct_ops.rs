@@ -1,0 +1,8 @@
+//! See `bpfmem_fuzz::targets::struct_ops`.
+#![no_main]
+
+use bpfmem_fuzz::targets::struct_ops::{run, Input};
+
+libfuzzer_sys::fuzz_target!(|input: (Input, &[u8])| {
+    run(&input.0, input.1);
+});
