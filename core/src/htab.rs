@@ -21,9 +21,10 @@
 //! bucket it hangs in (`__select_bucket()`: `hash & (n_buckets - 1)`), a chain
 //! must end in its own bucket's marker, a chain that loops is caught by Brent's
 //! cycle detection in constant memory, and [`HtabLimits`] bounds buckets, chain
-//! length and elements. So every element is yielded at most once (short of a
-//! cycle, which ends the walk), and a walk reads at most `n_buckets` heads and
-//! three words per element.
+//! length and elements. So every element is yielded at most once, short of a
+//! cycle: a chain that loops may yield some of its elements again before the
+//! loop is caught, and the walk then ends in an `htab chain (cycle)` error. A
+//! walk reads at most `n_buckets` heads and three words per element.
 //!
 //! Read from a live kernel, a walk can catch an element being moved to another
 //! bucket (the kernel's lockless readers restart then, `lookup_nulls_elem_raw()`);
@@ -1763,6 +1764,43 @@ mod tests {
                 assert_eq!(it.next(), Ok(None));
             }
         }
+    }
+
+    /// The fuzzer's `chain-loop-yields-an-element-again-before-the-cycle-is-caught`:
+    /// Brent's detection needs no memory but waits for the tortoise, so a loop
+    /// that does not go back to the first element repeats some elements before
+    /// the walk fails, in the same bucket, and yields nothing after.
+    #[test]
+    fn a_loop_repeats_elements_before_it_is_caught() {
+        let unlimited = HtabLimits {
+            max_chain: Some(u64::MAX),
+            max_elems: Some(u64::MAX),
+            ..HtabLimits::default()
+        };
+        // 0 1 2 3, then 1 again: the tortoise waits at 2 by then.
+        let (mut t, chain) = five(true);
+        t.img.put_u64(chain[3], chain[1].0);
+        let k = t.kernel();
+        let mut it = t.htab().iter(&k, unlimited);
+        let mut seen = Vec::new();
+        let err = loop {
+            match it.next() {
+                Ok(Some(e)) => seen.push(e),
+                Ok(None) => panic!("the loop ended"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(
+            err,
+            Error::Malformed {
+                what: "htab chain (cycle)",
+                ..
+            }
+        ));
+        let elems: Vec<Kva> = seen.iter().map(|e| e.elem).collect();
+        assert_eq!(elems, [chain[0], chain[1], chain[2], chain[3], chain[1]]);
+        assert!(seen.iter().all(|e| e.bucket == seen[0].bucket));
+        assert_eq!(it.next(), Ok(None));
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub fn run(input: &Input, payload: &[u8]) -> Seen {
     let budget = limits.max_elems.unwrap();
     let mask = h.n_buckets() - 1;
     let mut elems = HashSet::new();
+    // An element seen again, and in which bucket: only a chain that loops
+    // repeats one, and then the walk must end in the cycle error.
+    let mut again = None;
     let mut last_bucket = 0u32;
     let mut found = Vec::new();
     k.reset_reads();
@@ -132,7 +135,9 @@ pub fn run(input: &Input, payload: &[u8]) -> Seen {
         budget,
         || it.next(),
         |_, e| {
-            assert!(elems.insert(e.elem), "element {} yielded twice", e.elem);
+            if !elems.insert(e.elem) && again.is_none() {
+                again = Some((e.elem, e.bucket));
+            }
             assert!(
                 e.bucket >= last_bucket,
                 "bucket {} after {last_bucket}",
@@ -153,6 +158,19 @@ pub fn run(input: &Input, payload: &[u8]) -> Seen {
         },
     );
     assert!(Iterator::next(&mut it).is_none());
+    if let Some((elem, bucket)) = again {
+        assert!(
+            matches!(
+                end,
+                Some(Error::Malformed {
+                    what: "htab chain (cycle)",
+                    ..
+                })
+            ),
+            "element {elem} yielded twice, then {end:?}"
+        );
+        assert_eq!(last_bucket, bucket, "the walk left the looping chain");
+    }
     seen.elems = n;
     if u64::from(h.n_buckets()) > limits.max_buckets {
         assert!(n == 0 && matches!(end, Some(Error::Limit { .. })));
