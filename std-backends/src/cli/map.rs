@@ -282,7 +282,7 @@ fn dump_one(
         _ => None,
     };
     let mut e = Entry::default();
-    let mut line = String::new();
+    let mut line = Vec::new();
     let mut progress = Progress::new();
     let r = loop {
         match entries.next_into(&mut e) {

@@ -146,15 +146,18 @@ impl JsonArray<'_> {
 
     /// One element given as compact JSON text (pretty output re-indents it
     /// through a parse, which only typed dumps for people need).
-    pub fn item_raw(&mut self, json: &str) -> Result<(), Failure> {
+    pub fn item_raw(&mut self, json: &[u8]) -> Result<(), Failure> {
         if self.out.pretty {
             let v: Value =
-                serde_json::from_str(json).map_err(|e| Failure::Error(format!("JSON: {e}")))?;
+                serde_json::from_slice(json).map_err(|e| Failure::Error(format!("JSON: {e}")))?;
             return self.item(&v);
         }
-        self.out.text(if self.first { "[" } else { "," })?;
+        let mut w = self.out.w.borrow_mut();
+        w.write_all(if self.first { b"[" } else { b"," })
+            .and_then(|()| w.write_all(json))
+            .map_err(io_fail)?;
         self.first = false;
-        self.out.text(json)
+        Ok(())
     }
 
     /// Close the array (an empty one is `[]`), with a newline if `newline`.

@@ -40,78 +40,72 @@ pub fn fprint_hex(bytes: &[u8], sep: &str) -> String {
     out
 }
 
-/// `,"0xNN"` for every byte, seven bytes apiece: a dump spends its time here,
-/// so each byte is one table slice instead of five pushes.
-const HEX_JSON_TABLE: [u8; 256 * 7] = {
-    let mut t = [0u8; 256 * 7];
+/// `,"0xNN"` for every byte, in eight-byte slots (seven bytes and a pad, for
+/// alignment): a dump spends its time here, so each byte is one fixed-size
+/// copy.
+const HEX_JSON_TABLE: [[u8; 8]; 256] = {
+    let mut t = [[0u8; 8]; 256];
     let mut b = 0;
     while b < 256 {
-        let e = b * 7;
-        t[e] = b',';
-        t[e + 1] = b'"';
-        t[e + 2] = b'0';
-        t[e + 3] = b'x';
-        t[e + 4] = HEX[b >> 4];
-        t[e + 5] = HEX[b & 15];
-        t[e + 6] = b'"';
+        t[b] = [b',', b'"', b'0', b'x', HEX[b >> 4], HEX[b & 15], b'"', b' '];
         b += 1;
     }
     t
 };
 
-const HEX_JSON: &str = match std::str::from_utf8(&HEX_JSON_TABLE) {
-    Ok(s) => s,
-    Err(_) => panic!("the hex table is ASCII"),
-};
-
 /// [`hex_json`] written straight into `out`, compact.
-fn push_hex_json(out: &mut String, bytes: &[u8]) {
-    out.reserve(bytes.len() * 7 + 2);
-    out.push('[');
-    for (i, &b) in bytes.iter().enumerate() {
-        let e = usize::from(b) * 7;
-        // The first element has no comma before it.
-        let start = if i == 0 { e + 1 } else { e };
-        out.push_str(&HEX_JSON[start..e + 7]);
+fn push_hex_json(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        out.extend_from_slice(b"[]");
+        return;
     }
-    out.push(']');
+    // Seven bytes per byte copied from its slot into the space made for them;
+    // then the first comma becomes the `[`.
+    let start = out.len();
+    out.resize(start + 7 * bytes.len(), 0);
+    let dst = &mut out[start..];
+    for (slot, &b) in dst.chunks_exact_mut(7).zip(bytes) {
+        slot.copy_from_slice(&HEX_JSON_TABLE[usize::from(b)][..7]);
+    }
+    dst[0] = b'[';
+    out.push(b']');
 }
 
 /// [`entry_json`], compact, written straight into `out` (a million entries
 /// build no JSON values). `formatted` is appended as it is.
 pub fn push_entry_json(
-    out: &mut String,
+    out: &mut Vec<u8>,
     key: &[u8],
     value: EntryValue<'_>,
     formatted: Option<&Value>,
 ) {
-    out.push_str("{\"key\":");
+    out.extend_from_slice(b"{\"key\":");
     push_hex_json(out, key);
     match value {
         EntryValue::One(v) => {
-            out.push_str(",\"value\":");
+            out.extend_from_slice(b",\"value\":");
             push_hex_json(out, v);
         }
         EntryValue::PerCpu(values) => {
-            out.push_str(",\"values\":[");
+            out.extend_from_slice(b",\"values\":[");
             for (i, v) in values.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str("{\"cpu\":");
-                out.push_str(&i.to_string());
-                out.push_str(",\"value\":");
+                out.extend_from_slice(b"{\"cpu\":");
+                out.extend_from_slice(i.to_string().as_bytes());
+                out.extend_from_slice(b",\"value\":");
                 push_hex_json(out, v);
-                out.push('}');
+                out.push(b'}');
             }
-            out.push(']');
+            out.push(b']');
         }
     }
     if let Some(f) = formatted {
-        out.push_str(",\"formatted\":");
-        out.push_str(&f.to_string());
+        out.extend_from_slice(b",\"formatted\":");
+        out.extend_from_slice(f.to_string().as_bytes());
     }
-    out.push('}');
+    out.push(b'}');
 }
 
 /// `print_entry_plain()` for a map that is not per-CPU.
@@ -196,24 +190,30 @@ mod tests {
     #[test]
     fn compact_hex_equals_the_json_values_for_every_byte() {
         let all: Vec<u8> = (0..=255).collect();
-        let mut s = String::new();
+        let mut s = Vec::new();
         push_hex_json(&mut s, &all);
-        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), hex_json(&all));
-        s.clear();
-        push_hex_json(&mut s, &[]);
-        assert_eq!(s, "[]");
+        assert_eq!(serde_json::from_slice::<Value>(&s).unwrap(), hex_json(&all));
+        // Every length up to 100, appended to what is there, byte for byte
+        // as serde_json writes the same values.
+        for len in 0..=100 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let mut s = b"x".to_vec();
+            push_hex_json(&mut s, &bytes);
+            let want = serde_json::to_string(&hex_json(&bytes)).unwrap();
+            assert_eq!(s, [b"x", want.as_bytes()].concat(), "{len}");
+        }
     }
 
     #[test]
     fn compact_entries_equal_the_json_values() {
-        let mut s = String::new();
+        let mut s = Vec::new();
         push_entry_json(&mut s, &[1, 0xab], EntryValue::One(&[0, 255]), None);
-        let v: Value = serde_json::from_str(&s).unwrap();
+        let v: Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(v, entry_json(&[1, 0xab], EntryValue::One(&[0, 255]), None));
-        let mut s = String::new();
+        let mut s = Vec::new();
         let f = json!({"key": 1});
         push_entry_json(&mut s, &[2], EntryValue::PerCpu(&[&[1], &[2]]), Some(&f));
-        let v: Value = serde_json::from_str(&s).unwrap();
+        let v: Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(
             v,
             entry_json(&[2], EntryValue::PerCpu(&[&[1], &[2]]), Some(f))
