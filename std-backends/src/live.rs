@@ -20,6 +20,7 @@
 //! [`Error::Unsupported`] naming the command and the errno. [`LiveError`]
 //! says the same with the errno as a number.
 
+mod ahead;
 mod arena;
 mod cpus;
 mod entries;
@@ -34,9 +35,10 @@ use bpfmem_core::bpf_map::MapInfo;
 use bpfmem_core::uapi::{BpfMapInfo, MapType};
 use bpfmem_core::Kva;
 
+use ahead::ReadAhead;
 pub use arena::ArenaPresence;
 use entries::{batch_capable, default_batch, Cursor, ElemOps, Shape};
-use sys::{MapFd, ENOTSUPP};
+use sys::{MapFd, OwnedMapFd, ENOTSUPP};
 
 use crate::access::{
     check_key, check_window, wrong, AccessError, ArenaPages, BpfMapAccessor, Entries, MapBtf,
@@ -303,6 +305,13 @@ pub struct LiveBpf {
     skipped: usize,
     batch: bool,
     batch_size: Option<NonZeroU32>,
+    read_ahead: bool,
+}
+
+/// Whether this process can run on more than one CPU (read once).
+fn two_cpus() -> bool {
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
 
 impl fmt::Debug for LiveBpf {
@@ -340,6 +349,7 @@ impl LiveBpf {
             skipped,
             batch: true,
             batch_size: None,
+            read_ahead: true,
         })
     }
 
@@ -360,6 +370,16 @@ impl LiveBpf {
     /// more (ENOSPC).
     pub fn set_batch_size(&mut self, entries: Option<NonZeroU32>) {
         self.batch_size = entries;
+    }
+
+    /// Whether [`BpfMapAccessor::entries`] walks batches on a helper thread of
+    /// its own, one step ahead of the caller (on by default; used only for
+    /// batch walks and with more than one CPU to run on). The kernel then
+    /// fetches the next batch while the caller handles this one. The thread
+    /// holds a duplicate of the map's descriptor until the walk ends, or
+    /// until its next hand-over after the walk is dropped.
+    pub fn set_read_ahead(&mut self, on: bool) {
+        self.read_ahead = on;
     }
 
     /// The descriptor held for map `id`, read-only.
@@ -503,6 +523,16 @@ impl BpfMapAccessor for LiveBpf {
             self.batch_size
                 .map_or_else(|| default_batch(&shape), NonZeroU32::get)
         });
+        if batch.is_some() && self.read_ahead && two_cpus() {
+            // A thread of its own needs a descriptor of its own; without
+            // either, the walk runs here.
+            if let Ok(fd) = lm.fd.try_clone() {
+                let ops = OwnedMapFd { fd, shape };
+                if let Ok(r) = ReadAhead::spawn(Cursor::new(ops, id, shape, batch), id) {
+                    return Ok(Box::new(r));
+                }
+            }
+        }
         let ops = MapFd {
             fd: lm.fd.as_fd(),
             shape,

@@ -8,7 +8,7 @@
 
 use std::ffi::c_void;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use bpfmem_core::uapi::{
     BatchAttr, BpfBtfInfo, BpfMapInfo, BpfProgInfo, GetIdAttr, InfoByFdAttr, MapElemAttr,
@@ -226,6 +226,43 @@ pub(crate) fn btf_info(
 pub(crate) struct MapFd<'a> {
     pub fd: BorrowedFd<'a>,
     pub shape: Shape,
+}
+
+/// A map descriptor of its own (a duplicate), for a walk on another thread.
+pub(crate) struct OwnedMapFd {
+    pub fd: OwnedFd,
+    pub shape: Shape,
+}
+
+impl OwnedMapFd {
+    fn borrowed(&self) -> MapFd<'_> {
+        MapFd {
+            fd: self.fd.as_fd(),
+            shape: self.shape,
+        }
+    }
+}
+
+impl ElemOps for OwnedMapFd {
+    fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result<bool, Errno> {
+        self.borrowed().lookup(key, value)
+    }
+
+    fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<bool, Errno> {
+        self.borrowed().next_key(key, next)
+    }
+
+    fn lookup_batch(
+        &self,
+        in_batch: Option<&[u8]>,
+        out_batch: &mut [u8],
+        keys: &mut [u8],
+        values: &mut [u8],
+        count: u32,
+    ) -> Result<BatchOut, Errno> {
+        self.borrowed()
+            .lookup_batch(in_batch, out_batch, keys, values, count)
+    }
 }
 
 impl MapFd<'_> {
