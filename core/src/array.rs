@@ -63,6 +63,10 @@ pub struct Window {
     pub len: usize,
 }
 
+/// Bytes of elements [`Array::read_values`] reads at a time when padding
+/// separates the values.
+pub const VALUES_BLOCK: usize = 4096;
+
 /// What [`ArrayIter`] yields for a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArrayElem {
@@ -238,6 +242,68 @@ impl Array {
     ) -> Result<()> {
         let w = self.write_plan(key, offset, buf.len())?;
         k.read_kva(w.kva, buf)
+    }
+
+    /// The values of keys `first`, `first + 1`, ... of an ARRAY, one after
+    /// another into `buf`: as many whole values as fit (fewer where the array
+    /// ends), and how many. One read covers a run of values when nothing pads
+    /// them (`elem_size == value_size`), else one read per block of up to
+    /// [`VALUES_BLOCK`] bytes of elements.
+    pub fn read_values<K: KernelRead + ?Sized>(
+        &self,
+        k: &K,
+        first: u32,
+        buf: &mut [u8],
+    ) -> Result<u32> {
+        let start = self.value_kva(first)?;
+        let vs = usize::try_from(self.value_size).unwrap_or(usize::MAX);
+        let es = usize::try_from(self.elem_size).unwrap_or(usize::MAX);
+        let left = self.max_entries.saturating_sub(first);
+        let fit = u32::try_from(buf.len().checked_div(vs).unwrap_or(0)).unwrap_or(u32::MAX);
+        let n = left.min(fit);
+        let len = usize::try_from(n).unwrap_or(0).saturating_mul(vs);
+        let out = buf
+            .get_mut(..len)
+            .ok_or(Error::malformed("bpf_array values", start))?;
+        if es == vs {
+            k.read_kva(start, out)?;
+            return Ok(n);
+        }
+        // Padding between values: read blocks of whole elements and keep
+        // each value's bytes.
+        let per_block = VALUES_BLOCK.checked_div(es).unwrap_or(0).max(1);
+        let mut block = [0u8; VALUES_BLOCK];
+        let mut at = start;
+        for chunk in out.chunks_mut(vs.saturating_mul(per_block)) {
+            let count = chunk.len().checked_div(vs).unwrap_or(0);
+            let step = count.saturating_mul(es);
+            // Up to the end of the last value, not of its padding.
+            let raw_len = step.saturating_sub(es).saturating_add(vs);
+            match block.get_mut(..raw_len) {
+                Some(raw) => {
+                    k.read_kva(at, raw)?;
+                    for (value, elem) in chunk.chunks_mut(vs).zip(raw.chunks(es)) {
+                        if let Some(src) = elem.get(..value.len()) {
+                            value.copy_from_slice(src);
+                        }
+                    }
+                }
+                // Elements larger than a block: one read per value.
+                None => {
+                    let mut v = at;
+                    for value in chunk.chunks_mut(vs) {
+                        k.read_kva(v, value)?;
+                        v = v
+                            .checked_add(u64::from(self.elem_size))
+                            .ok_or(Error::malformed("bpf_array.value", v))?;
+                    }
+                }
+            }
+            at = at
+                .checked_add(u64::try_from(step).unwrap_or(u64::MAX))
+                .ok_or(Error::malformed("bpf_array.value", at))?;
+        }
+        Ok(n)
     }
 
     /// Where `pptrs[key]` of a PERCPU_ARRAY is stored.
@@ -549,6 +615,44 @@ mod tests {
                     "no value of {value_size} bytes crossed a page"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn runs_of_values_read_as_each_value_reads() {
+        // Unpadded, padded, padded past a block, and larger than a block.
+        for (value_size, max_entries) in [(8u32, 1200u32), (20, 700), (1000, 30), (5000, 4)] {
+            let img = array_image(value_size, max_entries);
+            let map = map_info(MapType::ARRAY, value_size, max_entries);
+            let a = Array::new(&img, &map, &offsets()).unwrap();
+            let vs = value_size as usize;
+            let want = |first: u32, n: u32| -> Vec<u8> {
+                (first..first + n)
+                    .flat_map(|key| (0..value_size).map(move |i| pattern(key, i)))
+                    .collect()
+            };
+            for first in [0, 1, max_entries / 2, max_entries - 1] {
+                // Room for all, for three and a bit, and for less than one.
+                for room in [vs * max_entries as usize, 3 * vs + 1, vs - 1] {
+                    let mut buf = std::vec![0xeeu8; room];
+                    let n = a.read_values(&img, first, &mut buf).unwrap();
+                    let fit = (room / vs) as u32;
+                    assert_eq!(
+                        n,
+                        fit.min(max_entries - first),
+                        "{value_size} {first} {room}"
+                    );
+                    let len = n as usize * vs;
+                    assert_eq!(
+                        buf[..len],
+                        want(first, n)[..],
+                        "{value_size} {first} {room}"
+                    );
+                    assert!(buf[len..].iter().all(|&b| b == 0xee));
+                }
+            }
+            let mut buf = std::vec![0u8; vs];
+            assert!(a.read_values(&img, max_entries, &mut buf).is_err());
         }
     }
 

@@ -1,5 +1,6 @@
 //! `BPF_MAP_TYPE_ARRAY` and `PERCPU_ARRAY`: `Array::new`, the key walk,
-//! value windows (`read_value`, `write_plan`), per-CPU pointers and values
+//! value windows (`read_value`, `write_plan`), runs of values (`read_values`),
+//! per-CPU pointers and values
 //! (`pptr`, `percpu_window`, `read_percpu_value`) through `PerCpu`.
 //!
 //! Checks: a checked array has `elem_size = round_up(value_size, 8)` and the
@@ -164,6 +165,22 @@ pub fn run(input: &Input, payload: &[u8]) -> Seen {
         let o = pcpu.offset(&k, cpu);
         if cpu >= pcpu.nr_cpu_ids() {
             assert!(matches!(o, Err(Error::Limit { .. })));
+        }
+        // A run of values from `key` into `len` bytes: whole values, as each
+        // value reads alone.
+        let run = a.read_values(&k, key, &mut buf);
+        if percpu || key >= map.max_entries {
+            assert!(run.is_err());
+        } else if let Ok(n) = run {
+            let vs = map.value_size as usize;
+            let fit = (len / vs) as u64;
+            let left = u64::from(map.max_entries - key);
+            assert_eq!(u64::from(n), fit.min(left), "read_values({key}) into {len}");
+            let mut one = vec![0u8; vs];
+            for (i, got) in buf.chunks(vs).take(n as usize).enumerate() {
+                a.read_value(&k, key + i as u32, 0, &mut one).unwrap();
+                assert_eq!(got, &one[..], "read_values({key}) value {i}");
+            }
         }
     }
     seen
