@@ -782,32 +782,10 @@ impl Kallsyms {
         Ok(None)
     }
 
-    /// Whether the compressed name `codes` expands to a type and then `want`;
-    /// stops at the first byte that differs.
+    /// Whether the compressed name `codes` expands to a type and then `want`
+    /// (not empty); stops at the first byte that differs.
     fn name_is<K: KernelRead + ?Sized>(&self, k: &K, codes: &[u8], want: &[u8]) -> Result<bool> {
-        let mut typed = false;
-        let mut pos = 0usize;
-        let mut same = true;
-        self.expand(k, codes, |mut token| {
-            if !typed {
-                match token.split_first() {
-                    Some((_, rest)) => {
-                        typed = true;
-                        token = rest;
-                    }
-                    None => return true,
-                }
-            }
-            let end = pos.saturating_add(token.len());
-            if want.get(pos..end) == Some(token) {
-                pos = end;
-                true
-            } else {
-                same = false;
-                false
-            }
-        })?;
-        Ok(same && typed && pos == want.len())
+        Ok(!want.is_empty() && self.name_cmp(k, codes, want)? == Ordering::Equal)
     }
 
     /// Expand `codes`, read at `at` in `kallsyms_names`, into `sym`'s type and name.
