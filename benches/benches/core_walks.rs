@@ -219,6 +219,14 @@ fn array(c: &mut Criterion) {
                 }
             })
         });
+        // The same bytes into one buffer of the same size, as read_values
+        // writes them.
+        g.bench_with_input(BenchmarkId::new("memcpy whole", size), &size, |b, _| {
+            b.iter(|| {
+                all.copy_from_slice(black_box(&src));
+                black_box(&all);
+            })
+        });
     }
     g.finish();
 }

@@ -172,6 +172,12 @@ fn arrays(c: &mut Criterion, k: &Kernel<Image>) {
                 }
             })
         });
+        g.bench_with_input(BenchmarkId::new("memcpy whole", size), &size, |b, _| {
+            b.iter(|| {
+                all.copy_from_slice(black_box(&src));
+                black_box(&all);
+            })
+        });
     }
     g.finish();
 }
