@@ -244,6 +244,9 @@ pub struct VmcoreinfoCopy {
     pub info: VmcoreInfo,
     /// Whether a `VMCOREINFO` ELF note header sits right before it.
     pub in_note: bool,
+    /// Whether that note's `n_descsz` is the text's length, as
+    /// crash_save_vmcoreinfo() writes it (a stale copy's may not be).
+    pub descsz_fits: bool,
 }
 
 /// Every complete VMCOREINFO text in `mem` (one with `SYMBOL(` lines), in
@@ -284,10 +287,12 @@ pub fn vmcoreinfo_copies<M: PhysRead>(mem: &M) -> Vec<VmcoreinfoCopy> {
                     && head[..4] == 11u32.to_le_bytes()
                     && head[8..12] == [0; 4]
                     && &head[12..22] == b"VMCOREINFO";
+                let descsz_fits = in_note && head[4..8] == (info.text().len() as u32).to_le_bytes();
                 out.push(VmcoreinfoCopy {
                     pa: at,
                     info,
                     in_note,
+                    descsz_fits,
                 });
             }
             pa += CHUNK as u64;
@@ -308,9 +313,11 @@ pub fn rewrite_vmcoreinfo(copies: &[VmcoreinfoCopy], edit: impl Fn(&str) -> Stri
         let mut bytes = edit(old).into_bytes();
         let text_len = bytes.len();
         bytes.resize(text_len.max(old.len()) + 1, 0);
-        if c.in_note {
+        if c.descsz_fits {
             // Elf64_Nhdr.n_descsz (0x14 bytes before the text): the text's
-            // length, as crash_save_vmcoreinfo() writes it.
+            // length, as crash_save_vmcoreinfo() writes it. A stale note whose
+            // length did not fit its text is left so: fitting it would make a
+            // copy the scan passes over into one it takes.
             out.push(Patch::u32(Pa(c.pa.get() - 0x14), text_len as u32));
         }
         out.push(Patch::new(c.pa, bytes));
