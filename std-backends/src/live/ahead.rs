@@ -9,10 +9,12 @@
 //!
 //! The thread owns the inner walk (over a duplicate of the map's descriptor)
 //! and stops when the walk ends or fails, or at its next hand-over once the
-//! [`ReadAhead`] is dropped.
+//! [`ReadAhead`] is dropped, which waits for it: once the walk has ended or
+//! its [`ReadAhead`] is gone, so is the duplicate descriptor (a map its owner
+//! closed is freed then, as without the thread).
 
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread;
+use std::thread::{self, JoinHandle};
 
 use crate::access::{AccessError, Entries, Entry};
 use crate::live::LiveError;
@@ -31,7 +33,9 @@ enum Msg {
 
 /// [`Entries`] from a walk running on a helper thread.
 pub(crate) struct ReadAhead {
-    rx: Receiver<Msg>,
+    /// `None` once the thread is gone.
+    rx: Option<Receiver<Msg>>,
+    thread: Option<JoinHandle<()>>,
     /// Spent chunks go back to the thread to be filled again.
     back: Sender<Vec<Entry>>,
     chunk: Vec<Entry>,
@@ -51,7 +55,7 @@ impl ReadAhead {
     {
         let (tx, rx) = mpsc::sync_channel(DEPTH);
         let (back, spent) = mpsc::channel::<Vec<Entry>>();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name(format!("bpfmem-map-{id}"))
             .spawn(move || {
                 let mut inner = inner;
@@ -84,7 +88,8 @@ impl ReadAhead {
                 }
             })?;
         Ok(ReadAhead {
-            rx,
+            rx: Some(rx),
+            thread: Some(thread),
             back,
             chunk: Vec::new(),
             filled: 0,
@@ -92,6 +97,24 @@ impl ReadAhead {
             done: false,
             id,
         })
+    }
+}
+
+impl ReadAhead {
+    /// Let the thread go and wait for it: with the receiver gone, its next
+    /// hand-over fails and it returns, closing its descriptor.
+    fn stop(&mut self) {
+        self.rx = None;
+        if let Some(t) = self.thread.take() {
+            // A panic on the thread was reported as an error already.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -115,21 +138,32 @@ impl Entries for ReadAhead {
                 let _ = self.back.send(std::mem::take(&mut self.chunk));
             }
             self.done = true;
-            match self.rx.recv() {
+            let msg = match &self.rx {
+                Some(rx) => rx.recv(),
+                None => return Ok(false),
+            };
+            match msg {
                 Ok(Msg::Chunk(chunk, n)) => {
                     self.chunk = chunk;
                     self.filled = n;
                     self.pos = 0;
                     self.done = false;
                 }
-                Ok(Msg::End) => return Ok(false),
-                Ok(Msg::Failed(e)) => return Err(e),
+                Ok(Msg::End) => {
+                    self.stop();
+                    return Ok(false);
+                }
+                Ok(Msg::Failed(e)) => {
+                    self.stop();
+                    return Err(e);
+                }
                 // The thread ended without saying why: it panicked.
                 Err(_) => {
+                    self.stop();
                     return Err(AccessError::Live(LiveError::Malformed {
                         what: "the read-ahead thread stopped",
                         id: self.id,
-                    }))
+                    }));
                 }
             }
         }
