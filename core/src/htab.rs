@@ -458,19 +458,37 @@ impl Htab {
             pending: None,
             elem_buf: [0; ELEM_BUF],
             elem_len: 0,
+            read: self.elem_read(),
             heads: Heads::new(),
         }
     }
 
-    /// Bytes from the start of an element to the end of its value, for maps
-    /// that are not per-CPU.
-    fn whole_elem_len(&self) -> Option<u64> {
-        if self.is_percpu() {
-            return None;
+    /// How a walk reads each element: one read for `hash_node.next` and
+    /// `hash` when they sit close, and for the key and value too when the
+    /// element is small and not per-CPU.
+    fn elem_read(&self) -> ElemRead {
+        let next_at = u64::from(self.elem.hash_node).saturating_add(NEXT);
+        let hash_at = u64::from(self.elem.hash);
+        let hdr = next_at.saturating_add(8).max(hash_at.saturating_add(4));
+        // From the start of the element to the end of its value.
+        let whole = (!self.is_percpu())
+            .then(|| {
+                u64::from(self.elem.key)
+                    .checked_add(round_up_8(self.key_size))?
+                    .checked_add(u64::from(self.value_size))
+            })
+            .flatten()
+            .filter(|&w| w >= hdr && w <= ELEM_BUF as u64);
+        let len = whole.unwrap_or(hdr);
+        let fits = len <= ELEM_BUF as u64;
+        let at = |o: u64| usize::try_from(o).unwrap_or(usize::MAX);
+        ElemRead {
+            // 0: the header does not fit, read `hash` alone.
+            len: if fits { at(len) } else { 0 },
+            next_at: at(next_at),
+            hash_at: at(hash_at),
+            whole: whole.is_some(),
         }
-        u64::from(self.elem.key)
-            .checked_add(round_up_8(self.key_size))?
-            .checked_add(u64::from(self.value_size))
     }
 
     /// `&buckets[i].head.first`.
@@ -588,9 +606,24 @@ impl Htab {
         Self::check_len("htab_elem value", e.value, value.len(), self.value_size)?;
         // A small buffer for small elements: zeroing 512 bytes per call costs
         // more than the read.
-        let mut tiny = [0u8; TINY];
-        let mut small = [0u8; SMALL];
-        let buf: &mut [u8] = if total <= TINY { &mut tiny } else { &mut small };
+        if total <= TINY {
+            Self::split_read(k, e, key, value, gap, &mut [0u8; TINY], total)
+        } else {
+            Self::split_read(k, e, key, value, gap, &mut [0u8; SMALL], total)
+        }
+    }
+
+    /// Read key, padding and value (`total` bytes) in one go through `buf`,
+    /// then split them out.
+    fn split_read<K: KernelRead + ?Sized>(
+        k: &K,
+        e: &HtabElem,
+        key: &mut [u8],
+        value: &mut [u8],
+        gap: usize,
+        buf: &mut [u8],
+        total: usize,
+    ) -> Result<()> {
         let both = buf
             .get_mut(..total)
             .ok_or(Error::malformed("htab_elem", e.elem))?;
@@ -695,6 +728,8 @@ pub struct HtabIter<'a, K: ?Sized> {
     /// small enough to be read whole (`elem_len` of them; 0: not read whole).
     elem_buf: [u8; ELEM_BUF],
     elem_len: usize,
+    /// How each element is read, worked out once per walk.
+    read: ElemRead,
     /// Bucket heads read ahead, a block at a time.
     heads: Heads,
 }
@@ -705,6 +740,18 @@ const HEADS_BUF: usize = 1024;
 /// Bytes of an element read at once: header, key and value of a map that is
 /// not per-CPU, when they fit (a u32 -> u64 hash element is 64 bytes).
 const ELEM_BUF: usize = 128;
+
+/// Offsets and length of the one read per element of [`HtabIter`].
+#[derive(Clone, Copy, Debug)]
+struct ElemRead {
+    /// Bytes read from the start of the element, into `elem_buf`; 0 when
+    /// `hash_node.next` and `hash` do not fit it.
+    len: usize,
+    next_at: usize,
+    hash_at: usize,
+    /// Whether the read takes in the key and value too.
+    whole: bool,
+}
 
 /// A block of the bucket array.
 #[derive(Clone, Copy, Debug)]
@@ -889,30 +936,16 @@ impl<K: KernelRead + ?Sized> HtabIter<'_, K> {
                 return Err(Error::limit("htab_elem", elem, self.max_elems));
             }
             self.chain = self.chain.saturating_add(1);
-            // One read for `hash_node.next` and `hash` when they sit close,
-            // and for the key and value too when the element is small.
-            let next_at = u64::from(self.htab.elem.hash_node).saturating_add(NEXT);
-            let hash_at = u64::from(self.htab.elem.hash);
-            let hdr = next_at.saturating_add(8).max(hash_at.saturating_add(4));
-            let whole = self.htab.whole_elem_len();
-            let len = match whole {
-                Some(w) if w >= hdr && w <= ELEM_BUF as u64 => w,
-                _ => hdr,
-            };
             self.elem_len = 0;
-            let header = usize::try_from(len)
-                .ok()
-                .and_then(|n| self.elem_buf.get_mut(..n));
+            let r = self.read;
+            let header = self.elem_buf.get_mut(..r.len).filter(|b| !b.is_empty());
             let hash = match header {
                 Some(dst) => {
                     self.k.read_kva(elem, dst)?;
                     let dst: &[u8] = dst;
-                    self.pending = usize::try_from(next_at).ok().and_then(|o| le_u64(dst, o));
-                    let hash = usize::try_from(hash_at)
-                        .ok()
-                        .and_then(|o| le_u32(dst, o))
-                        .ok_or(Error::malformed("htab_elem", elem))?;
-                    if whole == Some(len) {
+                    self.pending = le_u64(dst, r.next_at);
+                    let hash = le_u32(dst, r.hash_at).ok_or(Error::malformed("htab_elem", elem))?;
+                    if r.whole {
                         self.elem_len = dst.len();
                     }
                     hash
